@@ -1,0 +1,230 @@
+"""The `flowkit` command: parse, call the library, report. No logic of its own lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowkit import __version__
+from flowkit.errors import FlowkitError
+
+EXIT_FAILED = 1  # the command ran, but some videos failed or data is damaged
+EXIT_BAD_INPUT = 2  # nothing was done: the input, output or options are wrong
+EXIT_INTERRUPTED = 130
+
+
+class FlowkitGroup(click.Group):
+    """Turns user-facing errors into one line on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FlowkitError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except OSError as exc:  # disk full, permission changed mid-run...
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=FlowkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowkit")
+def cli() -> None:
+    """TV-L1 optical flow into crash-safe HDF5 shards, and the two-stream networks that read them."""
+
+
+def _engine_epilog() -> str:
+    from flowkit.flow.engines import ENGINES
+
+    lines = ["\b", "Parameters of each algorithm (--param NAME=VALUE), with defaults:"]
+    for name, engine in ENGINES.items():
+        lines.append(f"  {name}: " + ", ".join(f"{p.name}={p.default}" for p in engine.PARAMS))
+    return "\n".join(lines)
+
+
+@cli.command(epilog=_engine_epilog())
+@click.argument("input_dir", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--list", "list_file", type=click.Path(path_type=Path),
+              help="Extract only the videos this file names, one path per line, relative to INPUT_DIR.")
+@click.option("--algorithm", default="tvl1", show_default=True, help="tvl1, dis or farneback.")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="An algorithm parameter (repeatable); see the list below.")
+@click.option("--short-side", type=int, default=None,
+              help="Resize so the shorter side has this many pixels [default: 256].")
+@click.option("--size", "fixed_size", default=None, metavar="WxH", help="Resize to exactly WxH, e.g. 340x256.")
+@click.option("--no-resize", is_flag=True, help="Keep the source size (rounded to even).")
+@click.option("--bound", type=float, default=20.0, show_default=True,
+              help="Flow is clipped to +-bound pixels before quantization to uint8.")
+@click.option("--step", type=int, default=1, show_default=True, help="Flow between frames this far apart.")
+@click.option("--fps", type=float, default=None, help="Resample videos to this frame rate first.")
+@click.option("--backward", is_flag=True, help="Also store backward flow (frame i+step to frame i).")
+@click.option("--rgb/--no-rgb", default=True, show_default=True, help="Store the RGB frames (JPEG).")
+@click.option("--rgb-quality", type=int, default=95, show_default=True, help="JPEG quality of RGB frames.")
+@click.option("--compression", type=int, default=4, show_default=True,
+              help="Deflate level of stored flow (0: none, 9: smallest).")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--force", is_flag=True, help="Redo every video, even those already done.")
+@click.option("--shard-size", type=int, default=1024, show_default=True, help="Target shard size in MB.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars: failures and a summary only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
+def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str,
+            params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
+            bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
+            compression: int, jobs: int | None, force: bool, shard_size: int, quiet: bool,
+            as_json: bool) -> None:
+    """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
+
+    Run it again to resume: complete videos are skipped, changed sources are redone.
+    """
+    from flowkit.extract import ExtractSettings
+    from flowkit.extract import extract as run_extract
+    from flowkit.flow.engines import parse_params
+    from flowkit.video import FrameSize
+
+    given = [short_side is not None, fixed_size is not None, no_resize]
+    if sum(given) > 1:
+        raise FlowkitError("use only one of --short-side, --size and --no-resize")
+    if fixed_size:
+        size = FrameSize.parse(fixed_size)
+        if size.width is None:
+            raise FlowkitError(f"--size {fixed_size!r} is not WxH")
+    elif no_resize:
+        size = FrameSize.keep()
+    else:
+        size = FrameSize(short_side=short_side if short_side is not None else 256)
+    settings = ExtractSettings(
+        algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), bound=bound,
+        size=size, fps=fps, step=step, backward=backward, rgb=rgb, rgb_quality=rgb_quality,
+        compression=compression,
+    )
+    report = run_extract(
+        input_dir, output, settings, list_file=list_file, jobs=jobs, force=force,
+        progress=not quiet and not as_json, shard_bytes=shard_size << 20,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        click.echo(
+            f"{output}: extracted {report.extracted} videos ({report.pairs} pairs) in "
+            f"{report.seconds:.1f} s; {report.skipped} already done; {len(report.failed)} failed",
+            err=True,
+        )
+        for failure in report.failed:
+            click.echo(f"failed: {failure.source}: {failure.error}", err=True)
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+        if report.interrupted:
+            click.echo("interrupted: run the same command again to continue", err=True)
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(dataset: Path, as_json: bool) -> None:
+    """What DATASET holds: videos, frames, bytes, algorithm and parameters, failures."""
+    from flowkit.store.summary import summarize
+
+    summary = summarize(dataset)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    settings = summary["settings"]
+    kinds = summary.get("bytes_by_kind", {})
+    lines = [
+        f"{dataset}  (flowkit format {summary['format_version']}, updated {summary['updated_at']})",
+        f"videos     {summary['videos']}",
+        f"frames     {summary['frames']} RGB frames, {summary['pairs']} flow pairs",
+        "sizes      " + ", ".join(f"{size} ({n})" for size, n in summary["sizes"].items()),
+        f"storage    {_format_bytes(summary['bytes'])} in {summary['shards']} shard(s): "
+        + ", ".join(f"{k} {_format_bytes(v)}" for k, v in kinds.items())
+        + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
+    ]
+    if settings:
+        params = " ".join(f"{k}={v}" for k, v in settings["params"].items())
+        lines += [
+            f"algorithm  {settings['algorithm']}  {params}",
+            f"settings   bound {settings['bound']:g}, step {settings['step']}, size {settings['size']}, "
+            f"fps {settings['fps'] or 'source'}, backward {'yes' if settings['backward'] else 'no'}, "
+            f"rgb {'jpeg q' + str(settings['rgb_quality']) if settings['rgb'] else 'no'}",
+        ]
+    failures = summary["failures"]
+    lines.append(f"failures   {len(failures)}")
+    lines += [f"  {f['source']}: {f['error']}" for f in failures]
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def verify(dataset: Path, quiet: bool) -> None:
+    """Read every video of DATASET back and check shapes and checksums; exit 1 on any damage."""
+    from tqdm import tqdm
+
+    from flowkit.store.verify import verify_store
+
+    with tqdm(unit="video", desc="verify", disable=quiet, leave=False) as bar:
+        report = verify_store(dataset, progress=lambda _: bar.update(1))
+    for problem in report.problems:
+        click.echo(f"damaged: {problem}", err=True)
+    status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"{dataset}: {report.videos} videos, {report.frames} frames, {report.pairs} pairs: {status}")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("video")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A .png/.jpg (one pair) or .mp4/.avi (every pair).")
+@click.option("--pair", "index", type=int, default=None, help="Which pair to show [default: the middle one].")
+@click.option("--max-flow", type=float, default=None, help="Displacement shown at full saturation.")
+def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: float | None) -> None:
+    """Picture VIDEO's RGB frames beside their flow in the Middlebury colour wheel."""
+    from flowkit.store.reader import FlowStore
+    from flowkit.visualize import write_flow_picture
+
+    with FlowStore(dataset) as store:
+        path = write_flow_picture(store.video(video), output, index, max_flow)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--frames", type=int, default=24, show_default=True)
+@click.option("--size", "size_text", default="160x120", show_default=True, metavar="WxH")
+def synth(folder: Path, frames: int, size_text: str) -> None:
+    """Write a few small videos with known camera motion into FOLDER (demo and test data)."""
+    from flowkit.synth import make_demo_videos
+    from flowkit.video import FrameSize
+
+    size = FrameSize.parse(size_text)
+    if size.width is None:
+        raise FlowkitError(f"--size {size_text!r} is not WxH")
+    for path in make_demo_videos(folder, frames, size.width, size.height):
+        click.echo(f"wrote {path}")
+
+
+def main() -> None:
+    cli(prog_name="flowkit")

@@ -1,0 +1,143 @@
+"""The writing side of a dataset: the lock, what is already done, packing staged videos into shards.
+
+Crash safety comes from three rules. Files are only ever created under a temporary name and
+renamed into place when complete (staged videos, shards, the index). Shards are never modified.
+A copy of a video is deleted only after the index that supersedes it has been published. So a
+process killed at any instruction leaves every published file intact and the previous index valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from flowkit.errors import StoreError
+from flowkit.store.failures import read_failures
+from flowkit.store.index import check_index_path, write_index
+from flowkit.store.layout import DatasetLayout, write_json_atomic
+from flowkit.store.shards import ShardWriter, VideoVersion, list_versions
+
+DEFAULT_SHARD_BYTES = 1 << 30
+
+
+class DatasetWriter:
+    """A dataset opened for writing by one process: use as a context manager to hold the lock."""
+
+    def __init__(self, index_path: str | Path) -> None:
+        self.layout = DatasetLayout(index_path)
+        self._shard_versions: dict[Path, list[VideoVersion]] = {}
+        self.problems: list[str] = []
+        self._lock = None
+
+    def __enter__(self) -> DatasetWriter:
+        self.layout.check_writable_location()
+        check_index_path(self.layout.index)
+        self._lock = self.layout.lock()
+        self._lock.__enter__()
+        self.layout.create_dirs()
+        self.layout.remove_temporaries()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(*exc)
+            self._lock = None
+
+    # settings --------------------------------------------------------------------------------
+
+    def stored_settings(self) -> dict[str, Any] | None:
+        """The settings the dataset was last extracted with, or None for a new dataset."""
+        try:
+            return json.loads(self.layout.settings_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {self.layout.settings_file}: {exc}") from None
+
+    def store_settings(self, settings: dict[str, Any]) -> None:
+        write_json_atomic(self.layout.settings_file, settings)
+
+    # what is there -----------------------------------------------------------------------------
+
+    def _versions_in(self, path: Path, staged: bool) -> list[VideoVersion]:
+        if not staged and path in self._shard_versions:  # shards never change: read them once
+            return self._shard_versions[path]
+        try:
+            versions = list_versions(path, staged=staged)
+        except StoreError as exc:
+            self.problems.append(str(exc))
+            return []
+        if not staged:
+            self._shard_versions[path] = versions
+        return versions
+
+    def live_versions(self, include_staged: bool = True) -> dict[str, VideoVersion]:
+        """The newest complete copy of each video, over all shards (and staged files)."""
+        live: dict[str, VideoVersion] = {}
+        self.problems = []
+        sources = [(p, False) for p in self.layout.shard_paths()]
+        if include_staged:
+            sources += [(p, True) for p in self.layout.staged_paths()]
+        for path, staged in sources:
+            for version in self._versions_in(path, staged):
+                current = live.get(version.id)
+                if current is None or version.newer_than(current):
+                    live[version.id] = version
+        return live
+
+    # publishing ------------------------------------------------------------------------------
+
+    def staged_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.layout.staged_paths())
+
+    def pack(self, shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Path]:
+        """Copy every live staged video into new shards of about `shard_bytes`, then reindex."""
+        live = self.live_versions()
+        staged = sorted((v for v in live.values() if v.staged), key=lambda v: v.id)
+        shards: list[Path] = []
+        writer: ShardWriter | None = None
+        size = 0
+        try:
+            for version in staged:
+                if writer is None:
+                    writer, size = ShardWriter(self.layout.shard_dir), 0
+                writer.add(version)
+                size += version.file.stat().st_size
+                if size >= shard_bytes:
+                    shards.append(writer.commit())
+                    writer = None
+            if writer is not None:
+                shards.append(writer.commit())
+                writer = None
+        finally:
+            if writer is not None:
+                writer.abort()
+        self.reindex()
+        return shards
+
+    def reindex(self) -> dict[str, VideoVersion]:
+        """Publish a new index of the newest packed copy of each video, then delete dead copies.
+
+        Staged videos are not linked: they become visible when packed. A packed copy that a newer
+        staged one will replace stays linked until then.
+        """
+        published = self.live_versions(include_staged=False)
+        settings = self.stored_settings() or {}
+        write_index(self.layout, list(published.values()), read_failures(self.layout), settings)
+        self._collect_garbage(published)
+        return published
+
+    def _collect_garbage(self, published: dict[str, VideoVersion]) -> None:
+        live_staged = {v.file for v in self.live_versions().values() if v.staged}
+        for path in self.layout.staged_paths():
+            if path not in live_staged and self._versions_in(path, staged=True):
+                path.unlink(missing_ok=True)
+        linked = {v.file for v in published.values()}
+        for path in self.layout.shard_paths():
+            # Only shards that were read and hold nothing linked: an unreadable shard is kept for
+            # the user to inspect, never deleted.
+            if path not in linked and path in self._shard_versions:
+                os.unlink(path)
+                del self._shard_versions[path]

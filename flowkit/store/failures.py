@@ -1,0 +1,45 @@
+"""Failure records: one small JSON file per video that could not be extracted, until it succeeds."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flowkit.store.layout import DatasetLayout, safe_name, write_json_atomic
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """Why one video failed: `error` is the one-line message, `detail` anything longer."""
+
+    id: str
+    source: str
+    error: str
+    time: str = ""
+    detail: str = ""
+
+    @classmethod
+    def now(cls, video_id: str, source: str, error: str, detail: str = "") -> FailureRecord:
+        return cls(video_id, source, error, time.strftime("%Y-%m-%dT%H:%M:%S%z"), detail)
+
+
+def record_failure(layout: DatasetLayout, failure: FailureRecord) -> None:
+    write_json_atomic(layout.failure_dir / f"{safe_name(failure.id)}.json", asdict(failure))
+
+
+def clear_failure(layout: DatasetLayout, video_id: str) -> None:
+    (layout.failure_dir / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
+
+
+def read_failures(layout: DatasetLayout) -> list[FailureRecord]:
+    """Every recorded failure, sorted by id; unreadable records are skipped."""
+    records = []
+    if layout.failure_dir.is_dir():
+        for path in layout.failure_dir.glob("*.json"):
+            try:
+                records.append(FailureRecord(**json.loads(Path(path).read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+    return sorted(records, key=lambda r: r.id)

@@ -1,0 +1,140 @@
+"""The index file the user names (`out.h5`): external links to every live video, plus two tables.
+
+The index is derived data: it is rebuilt from the shards and rewritten atomically (temporary file,
+then rename), so readers always see either the old or the new index, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from flowkit import __version__
+from flowkit.errors import StoreError
+from flowkit.store.failures import FailureRecord
+from flowkit.store.format import (
+    FAILURES_TABLE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INDEX_TABLE,
+    video_group,
+)
+from flowkit.store.layout import TMP_SUFFIX, DatasetLayout, publish
+from flowkit.store.shards import VideoVersion
+
+_STR = h5py.string_dtype()
+INDEX_DTYPE = np.dtype([
+    ("id", _STR), ("shard", _STR), ("frames", np.int64), ("pairs", np.int64),
+    ("height", np.int32), ("width", np.int32), ("fps", np.float64),
+])
+FAILURES_DTYPE = np.dtype([("id", _STR), ("source", _STR), ("error", _STR), ("time", _STR)])
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of the index table: where a video lives and its size."""
+
+    id: str
+    shard: str
+    frames: int
+    pairs: int
+    height: int
+    width: int
+    fps: float
+
+
+@dataclass
+class IndexContents:
+    settings: dict[str, Any]
+    entries: dict[str, IndexEntry]
+    failures: list[FailureRecord]
+    attrs: dict[str, Any]
+
+
+def is_flowkit_index(path: Path) -> bool:
+    """True if `path` is an HDF5 file written by flowkit as an index."""
+    try:
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") == FORMAT_NAME
+    except OSError:
+        return False
+
+
+def check_index_path(path: Path) -> None:
+    """An existing output must be a flowkit index; anything else is refused, never overwritten."""
+    if path.exists() and not is_flowkit_index(path):
+        raise StoreError(f"{path} exists and is not a flowkit file; refusing to overwrite it")
+
+
+def write_index(
+    layout: DatasetLayout,
+    versions: list[VideoVersion],
+    failures: list[FailureRecord],
+    settings: dict[str, Any],
+) -> None:
+    """Atomically replace the index with links to `versions` (the live copy of each video)."""
+    tmp = layout.index.with_name(f"{layout.index.name}.{os.getpid()}{TMP_SUFFIX}")
+    versions = sorted(versions, key=lambda v: v.id)
+    with h5py.File(tmp, "w") as handle:
+        handle.attrs["format"] = FORMAT_NAME
+        handle.attrs["format_version"] = FORMAT_VERSION
+        handle.attrs["flowkit_version"] = __version__
+        handle.attrs["settings"] = json.dumps(settings, sort_keys=True)
+        handle.attrs["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        handle.attrs["shards"] = len({v.file for v in versions})
+        rows = np.array(
+            [(v.id, layout.relative(v.file), v.frames, v.pairs, v.height, v.width, v.fps)
+             for v in versions],
+            dtype=INDEX_DTYPE,
+        )
+        handle.create_dataset(INDEX_TABLE, data=rows, maxshape=(None,))
+        fail_rows = np.array(
+            [(f.id, f.source, f.error, f.time) for f in failures], dtype=FAILURES_DTYPE
+        )
+        handle.create_dataset(FAILURES_TABLE, data=fail_rows, maxshape=(None,))
+        for version in versions:
+            name = video_group(version.id)
+            handle[name] = h5py.ExternalLink(layout.relative(version.file), "/" + name)
+    publish(tmp, layout.index)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_index(path: str | Path) -> IndexContents:
+    """The index's settings, entries and failures; a clear error for anything that is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path} does not exist")
+    if not is_flowkit_index(path):
+        raise StoreError(f"{path} is not a flowkit file")
+    with h5py.File(path, "r") as handle:
+        version = int(handle.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise StoreError(
+                f"{path} has format version {version}; this flowkit reads up to {FORMAT_VERSION}"
+            )
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in handle.attrs.items()}
+        entries = {}
+        for row in handle[INDEX_TABLE][()]:
+            entry = IndexEntry(
+                id=_text(row["id"]), shard=_text(row["shard"]), frames=int(row["frames"]),
+                pairs=int(row["pairs"]), height=int(row["height"]), width=int(row["width"]),
+                fps=float(row["fps"]),
+            )
+            entries[entry.id] = entry
+        failures = [
+            FailureRecord(_text(r["id"]), _text(r["source"]), _text(r["error"]), _text(r["time"]))
+            for r in handle[FAILURES_TABLE][()]
+        ]
+    return IndexContents(json.loads(attrs.get("settings", "{}")), entries, failures, attrs)

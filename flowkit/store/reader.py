@@ -1,0 +1,152 @@
+"""Reading a dataset: the index's table for listing, the shards themselves for data.
+
+    with FlowStore("out.h5") as store:
+        video = store.video("ucf101/v_ApplyEyeMakeup_g01_c01")
+        codes = video.flow[0]            # uint8 (2, H, W): frame 0 -> frame 1
+        flow = video.flow_pixels(0)      # float32 (H, W, 2) in pixels
+        frame = video.rgb_frame(0)       # uint8 (H, W, 3) BGR
+
+Shard files are opened directly (the index table says which), once each and only when needed, so
+a store object is cheap to create; open one per DataLoader worker, never share it across a fork.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import h5py
+import numpy as np
+
+from flowkit.errors import StoreError
+from flowkit.flow.quantize import dequantize_flow
+from flowkit.store.failures import FailureRecord
+from flowkit.store.format import FLOW, FLOW_BACKWARD, RGB, video_group
+from flowkit.store.index import IndexEntry, read_index
+from flowkit.store.shards import read_video_attrs
+
+
+class VideoRecord:
+    """One video's datasets and attributes, read lazily from its shard."""
+
+    def __init__(self, entry: IndexEntry, group: h5py.Group) -> None:
+        self.entry = entry
+        self.group = group
+        self.attrs: dict[str, Any] = read_video_attrs(group)
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def bound(self) -> float:
+        return float(self.attrs["bound"])
+
+    @property
+    def step(self) -> int:
+        return int(self.attrs.get("step", 1))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return json.loads(self.attrs["params"])
+
+    @property
+    def flow(self) -> h5py.Dataset:
+        """uint8 (pairs, 2, H, W): `flow[i]` is the motion from frame i to frame i + step."""
+        return self.group[FLOW]
+
+    @property
+    def flow_backward(self) -> h5py.Dataset | None:
+        """uint8 (pairs, 2, H, W): `flow_backward[i]` is the motion from frame i + step to frame i."""
+        return self.group.get(FLOW_BACKWARD)
+
+    @property
+    def has_rgb(self) -> bool:
+        return RGB in self.group
+
+    def flow_pixels(self, index: int, backward: bool = False) -> np.ndarray:
+        """Pair `index` dequantized to float32 (H, W, 2) displacements in pixels."""
+        dataset = self.flow_backward if backward else self.flow
+        if dataset is None:
+            raise StoreError(f"video {self.id} has no backward flow (extract with --backward)")
+        return np.moveaxis(dequantize_flow(dataset[index], self.bound), 0, -1)
+
+    def rgb_jpeg(self, index: int) -> bytes:
+        """Frame `index` as stored: the bytes of a JPEG file."""
+        if not self.has_rgb:
+            raise StoreError(f"video {self.id} has no RGB frames (extracted with --no-rgb)")
+        return self.group[RGB][index].tobytes()
+
+    def rgb_frame(self, index: int) -> np.ndarray:
+        """Frame `index` decoded to uint8 (H, W, 3), BGR as OpenCV gives it."""
+        data = np.frombuffer(self.rgb_jpeg(index), np.uint8)
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise StoreError(f"video {self.id}: frame {index} is not a decodable JPEG")
+        return frame
+
+
+class FlowStore:
+    """A flowkit dataset opened for reading."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        contents = read_index(self.path)
+        self.settings: dict[str, Any] = contents.settings
+        self.entries: dict[str, IndexEntry] = contents.entries
+        self.failures: list[FailureRecord] = contents.failures
+        self.attrs: dict[str, Any] = contents.attrs
+        self._files: dict[str, h5py.File] = {}
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self.entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def shard_path(self, shard: str) -> Path:
+        return self.path.parent / shard
+
+    def _shard(self, shard: str) -> h5py.File:
+        handle = self._files.get(shard)
+        if handle is None:
+            path = self.shard_path(shard)
+            try:
+                handle = h5py.File(path, "r")
+            except OSError as exc:
+                raise StoreError(f"cannot open shard {path}: {exc}") from None
+            self._files[shard] = handle
+        return handle
+
+    def video(self, video_id: str) -> VideoRecord:
+        try:
+            entry = self.entries[video_id]
+        except KeyError:
+            raise StoreError(f"{self.path} has no video {video_id!r}") from None
+        handle = self._shard(entry.shard)
+        try:
+            group = handle[video_group(video_id)]
+        except KeyError:
+            raise StoreError(f"shard {entry.shard} has no video {video_id!r}") from None
+        return VideoRecord(entry, group)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+
+    def __enter__(self) -> FlowStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

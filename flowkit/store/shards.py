@@ -1,0 +1,132 @@
+"""Shards: files of many complete videos, written once under a temporary name and never modified.
+
+`ShardWriter` packs staged one-video files into a new shard; `list_versions` reads which complete
+videos a shard (or staged file) holds, from the attributes every video group carries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from flowkit.errors import StoreError
+from flowkit.store.format import (
+    COMPLETE_ATTR,
+    FORMAT_VERSION,
+    SHARD_FORMAT_NAME,
+    VIDEOS_GROUP,
+    video_group,
+)
+from flowkit.store.layout import TMP_SUFFIX, publish
+
+
+@dataclass(frozen=True)
+class VideoVersion:
+    """One complete copy of a video in one file; the newest copy of each id is the live one."""
+
+    id: str
+    file: Path
+    frames: int
+    pairs: int
+    height: int
+    width: int
+    fps: float
+    source: str
+    source_size: int
+    source_mtime_ns: int
+    settings: str
+    extracted_at_ns: int
+    staged: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def is_current(self, settings: str, source_size: int, source_mtime_ns: int) -> bool:
+        """Whether this copy was made with `settings` from the source file as it is now."""
+        return (
+            self.settings == settings
+            and self.source_size == source_size
+            and self.source_mtime_ns == source_mtime_ns
+        )
+
+    def newer_than(self, other: VideoVersion) -> bool:
+        """Later extraction wins; between equal copies (packed and its staged original) the shard."""
+        return (self.extracted_at_ns, not self.staged) > (other.extracted_at_ns, not other.staged)
+
+
+def read_video_attrs(group: h5py.Group) -> dict[str, Any]:
+    """A video group's attributes as plain Python values."""
+    out = {}
+    for key, value in group.attrs.items():
+        out[key] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def list_versions(path: Path, staged: bool = False) -> list[VideoVersion]:
+    """The complete videos in a shard or staged file; raises StoreError if it cannot be read."""
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"cannot open shard {path}: {exc}") from None
+    versions: list[VideoVersion] = []
+    with handle:
+        if handle.attrs.get("format") != SHARD_FORMAT_NAME or VIDEOS_GROUP not in handle:
+            raise StoreError(f"{path} is not a flowkit shard")
+
+        def visit(name: str, obj: h5py.HLObject) -> None:
+            if not isinstance(obj, h5py.Group) or not obj.attrs.get(COMPLETE_ATTR, False):
+                return
+            attrs = read_video_attrs(obj)
+            versions.append(
+                VideoVersion(
+                    id=attrs["id"], file=path, frames=int(attrs["frames"]),
+                    pairs=int(attrs["pairs"]), height=int(attrs["height"]),
+                    width=int(attrs["width"]), fps=float(attrs["fps"]),
+                    source=attrs["source"], source_size=int(attrs["source_size"]),
+                    source_mtime_ns=int(attrs["source_mtime_ns"]), settings=attrs["settings"],
+                    extracted_at_ns=int(attrs["extracted_at_ns"]), staged=staged, attrs=attrs,
+                )
+            )
+
+        handle[VIDEOS_GROUP].visititems(visit)
+    return versions
+
+
+def new_shard_name() -> str:
+    """Unique, time-ordered: several writers (processes, machines) may create shards at once."""
+    return f"part-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.h5"
+
+
+class ShardWriter:
+    """Copies complete videos from other files into one new shard, published by `commit()`."""
+
+    def __init__(self, shard_dir: Path) -> None:
+        self.final_path = Path(shard_dir) / new_shard_name()
+        self.tmp_path = self.final_path.with_name(f"{self.final_path.name}.{os.getpid()}{TMP_SUFFIX}")
+        self._file = h5py.File(self.tmp_path, "w")
+        self._file.attrs["format"] = SHARD_FORMAT_NAME
+        self._file.attrs["format_version"] = FORMAT_VERSION
+        self.ids: list[str] = []
+
+    def add(self, version: VideoVersion) -> None:
+        """Copy one video group (datasets, compressed chunks and attributes) into the shard."""
+        name = video_group(version.id)
+        parent, _, leaf = name.rpartition("/")
+        with h5py.File(version.file, "r") as source:
+            source.copy(source[name], self._file.require_group(parent), name=leaf)
+        self.ids.append(version.id)
+
+    def commit(self) -> Path:
+        self._file.close()
+        publish(self.tmp_path, self.final_path)
+        return self.final_path
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,49 @@
+"""What a dataset holds, in numbers: for `flowkit info` and for scripts (`--json`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from flowkit.store.format import FLOW, FLOW_BACKWARD, RGB
+from flowkit.store.reader import FlowStore
+
+
+def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
+    """Counts, sizes, settings and failures of the dataset at `path`.
+
+    `storage` adds bytes per dataset kind, which opens every video (cheap, but not free).
+    """
+    with FlowStore(path) as store:
+        entries = list(store.entries.values())
+        shards = sorted({e.shard for e in entries})
+        shard_bytes = sum(
+            store.shard_path(s).stat().st_size for s in shards if store.shard_path(s).exists()
+        )
+        summary: dict[str, Any] = {
+            "path": str(path),
+            "format_version": store.attrs.get("format_version"),
+            "flowkit_version": store.attrs.get("flowkit_version"),
+            "updated_at": store.attrs.get("updated_at"),
+            "videos": len(entries),
+            "frames": sum(e.frames for e in entries),
+            "pairs": sum(e.pairs for e in entries),
+            "sizes": {f"{w}x{h}": n for (w, h), n in Counter((e.width, e.height) for e in entries).most_common()},
+            "shards": len(shards),
+            "bytes": Path(path).stat().st_size + shard_bytes,
+            "settings": store.settings,
+            "failures": [asdict(f) for f in store.failures],
+        }
+        if storage:
+            by_kind = Counter()
+            for video_id in store.ids:
+                group = store.video(video_id).group
+                for name in (FLOW, FLOW_BACKWARD, RGB):
+                    if name in group:
+                        by_kind[name] += group[name].id.get_storage_size()
+            summary["bytes_by_kind"] = dict(by_kind)
+            pairs = summary["pairs"]
+            summary["bytes_per_pair"] = round(by_kind[FLOW] / pairs, 1) if pairs else None
+    return summary

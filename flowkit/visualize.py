@@ -1,0 +1,58 @@
+"""Pictures of stored flow: each RGB frame beside its flow in the Middlebury colour wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flowkit.errors import FlowkitError
+from flowkit.flow.colorwheel import flow_to_color
+from flowkit.store.reader import VideoRecord
+
+
+def flow_panel(video: VideoRecord, index: int, max_magnitude: float | None = None) -> np.ndarray:
+    """BGR picture of pair `index`: the first frame (if stored) beside the colour-coded flow."""
+    color = flow_to_color(video.flow_pixels(index), max_magnitude)[..., ::-1]
+    if not video.has_rgb:
+        return np.ascontiguousarray(color)
+    return np.hstack([video.rgb_frame(index), color])
+
+
+def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None = None,
+                       max_magnitude: float | None = None) -> Path:
+    """A PNG/JPEG of one pair, or an MP4/AVI of every pair, chosen by `output`'s extension."""
+    output = Path(output)
+    pairs = video.flow.shape[0]
+    if pairs == 0:
+        raise FlowkitError(f"video {video.id} has no flow pairs")
+    suffix = output.suffix.lower()
+    if suffix in (".png", ".jpg", ".jpeg"):
+        index = pairs // 2 if index is None else index
+        if not -pairs <= index < pairs:
+            raise FlowkitError(f"video {video.id} has pairs 0..{pairs - 1}, not {index}")
+        if not cv2.imwrite(str(output), flow_panel(video, index % pairs, max_magnitude)):
+            raise FlowkitError(f"cannot write {output}")
+        return output
+    if suffix in (".mp4", ".avi"):
+        # One scale for the whole clip, so colours compare across frames.
+        scale = max_magnitude or max(
+            float(np.linalg.norm(video.flow_pixels(i), axis=-1).max()) for i in range(pairs)
+        )
+        writer = None
+        try:
+            for i in range(pairs):
+                panel = flow_panel(video, i, scale)
+                if writer is None:
+                    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
+                    writer = cv2.VideoWriter(str(output), fourcc, float(video.attrs.get("fps", 25.0)),
+                                             (panel.shape[1], panel.shape[0]))
+                    if not writer.isOpened():
+                        raise FlowkitError(f"cannot write {output}")
+                writer.write(panel)
+        finally:
+            if writer is not None:
+                writer.release()
+        return output
+    raise FlowkitError(f"cannot write {suffix or 'extension-less'} files; use .png, .jpg, .mp4 or .avi")
