@@ -24,7 +24,6 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from flowkit import __version__
 from flowkit.background import OrderedWriter, prefetch
 from flowkit.errors import FlowkitError, VideoError
 from flowkit.flow.engines import FlowEngine, create_engine
@@ -32,7 +31,7 @@ from flowkit.flow.quantize import DEFAULT_BOUND, quantize_flow
 from flowkit.progress import ProgressReceiver
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter
 from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
-from flowkit.store.format import FORMAT_VERSION, check_video_id
+from flowkit.store.format import FORMAT_VERSION, VideoAttrs, check_video_id
 from flowkit.store.layout import DatasetLayout
 from flowkit.store.shards import VideoVersion
 from flowkit.store.staging import DEFAULT_COMPRESSION, StagedVideoWriter
@@ -212,34 +211,20 @@ def _write_flow(append: Callable[[np.ndarray], None], flow: np.ndarray, bound: f
 def _video_attrs(
     video: VideoFile, reader: VideoReader, settings: ExtractSettings,
     stat: os.stat_result | None, pairs: int, elapsed: float,
-) -> dict[str, Any]:
+) -> VideoAttrs:
     fingerprint = settings.fingerprint()
-    return {
-        "id": video.id,
-        "source": video.relpath,
-        "source_size": stat.st_size if stat else -1,
-        "source_mtime_ns": stat.st_mtime_ns if stat else -1,
-        "source_fps": reader.source_fps,
-        "source_frames": reader.decoded,
-        "header_frames": reader.header_frames,
-        "source_width": reader.source_width,
-        "source_height": reader.source_height,
-        "fps": settings.fps or reader.source_fps,
-        "frames": reader.frames,
-        "pairs": pairs,
-        "height": reader.height,
-        "width": reader.width,
-        "step": settings.step,
-        "bound": float(settings.bound),
-        "algorithm": settings.algorithm,
-        "params": json.dumps(fingerprint["params"], sort_keys=True),
-        "settings": canonical(fingerprint),
-        "flowkit_version": __version__,
-        "format_version": FORMAT_VERSION,
-        "extracted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "extracted_at_ns": time.time_ns(),
-        "elapsed_s": round(elapsed, 3),
-    }
+    return VideoAttrs(
+        id=video.id, source=video.relpath,
+        source_size=stat.st_size if stat else -1,
+        source_mtime_ns=stat.st_mtime_ns if stat else -1,
+        frames=reader.frames, pairs=pairs, height=reader.height, width=reader.width,
+        fps=settings.fps or reader.source_fps, step=settings.step, bound=float(settings.bound),
+        algorithm=settings.algorithm, params=json.dumps(fingerprint["params"], sort_keys=True),
+        settings=canonical(fingerprint), source_fps=reader.source_fps,
+        source_frames=reader.decoded, header_frames=reader.header_frames,
+        source_width=reader.source_width, source_height=reader.source_height,
+        elapsed_s=round(elapsed, 3),
+    )
 
 
 # ---- the main side ----------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 
 from flowkit.store.format import (
+    BYTES_ATTR,
     CHECKSUM_ATTR,
     COMPLETE_ATTR,
     FLOW,
@@ -24,6 +24,7 @@ from flowkit.store.format import (
     RGB,
     RGB_ENCODING,
     SHARD_FORMAT_NAME,
+    VideoAttrs,
     video_group,
 )
 from flowkit.store.layout import TMP_SUFFIX, publish, safe_name
@@ -73,10 +74,12 @@ class _JpegSeries:
         self.dataset.attrs["quality"] = quality
         self.count = 0
         self.crc = 0
+        self.bytes = 0
 
     def append(self, encoded: np.ndarray) -> None:
         data = np.ascontiguousarray(encoded, dtype=np.uint8).ravel()
         self.crc = zlib.crc32(data.tobytes(), self.crc)
+        self.bytes += data.size
         if self.count == self.dataset.shape[0]:
             self.dataset.resize(self.count + _GROWTH, axis=0)
         self.dataset[self.count] = data
@@ -85,6 +88,8 @@ class _JpegSeries:
     def finish(self) -> None:
         self.dataset.resize(self.count, axis=0)
         self.dataset.attrs[CHECKSUM_ATTR] = np.uint32(self.crc)
+        # Variable-length data lives outside the dataset's own storage, so record its size.
+        self.dataset.attrs[BYTES_ATTR] = np.int64(self.bytes)
 
 
 class StagedVideoWriter:
@@ -131,12 +136,12 @@ class StagedVideoWriter:
         assert self.rgb is not None, "writer was opened without RGB frames"
         self.rgb.append(encoded)
 
-    def commit(self, attrs: dict[str, Any]) -> Path:
+    def commit(self, attrs: VideoAttrs) -> Path:
         """Finish every dataset, write the attributes with `complete` last, and publish the file."""
         for series in (self.flow, self.flow_backward, self.rgb):
             if series is not None:
                 series.finish()
-        for key, value in attrs.items():
+        for key, value in attrs.stamped().items():
             self._group.attrs[key] = value
         self._group.attrs[COMPLETE_ATTR] = True
         self._file.close()

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flowkit.store.format import FLOW, FLOW_BACKWARD, RGB
+from flowkit.store.format import BYTES_ATTR, FLOW, FLOW_BACKWARD, RGB
 from flowkit.store.reader import FlowStore
 
 
@@ -40,9 +40,11 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             by_kind = Counter()
             for video_id in store.ids:
                 group = store.video(video_id).group
-                for name in (FLOW, FLOW_BACKWARD, RGB):
+                for name in (FLOW, FLOW_BACKWARD):
                     if name in group:
                         by_kind[name] += group[name].id.get_storage_size()
+                if RGB in group:
+                    by_kind[RGB] += int(group[RGB].attrs.get(BYTES_ATTR, 0))
             summary["bytes_by_kind"] = dict(by_kind)
             pairs = summary["pairs"]
             summary["bytes_per_pair"] = round(by_kind[FLOW] / pairs, 1) if pairs else None
