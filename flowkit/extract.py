@@ -389,7 +389,7 @@ def _extract_all(
             _run_workers(todo, layout.staging_dir, settings, jobs, pair_bar.update), 1
         ):
             if outcome.ok:
-                clear_failure(layout, outcome.id)
+                clear_failure(layout, outcome.source)
                 report.extracted += 1
                 report.pairs += outcome.pairs
                 staged_bytes += outcome.bytes

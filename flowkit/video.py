@@ -200,6 +200,8 @@ class VideoReader:
             raise VideoError("no such file")
         if path.is_dir():
             raise VideoError("is a folder, not a video file")
+        if not path.is_file():
+            raise VideoError("not a regular file")
         try:
             with open(path, "rb") as handle:
                 handle.read(1)

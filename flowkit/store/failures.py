@@ -1,4 +1,7 @@
-"""Failure records: one small JSON file per video that could not be extracted, until it succeeds."""
+"""Failure records: one small JSON file per source file that failed, until it succeeds.
+
+Records are keyed by source path, not id: two sources can claim one id, and only one fails.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +29,12 @@ class FailureRecord:
 
 
 def record_failure(layout: DatasetLayout, failure: FailureRecord) -> None:
-    write_json_atomic(layout.failure_dir / f"{safe_name(failure.id)}.json", asdict(failure))
+    write_json_atomic(layout.failure_dir / f"{safe_name(failure.source)}.json", asdict(failure))
 
 
-def clear_failure(layout: DatasetLayout, video_id: str) -> None:
-    (layout.failure_dir / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
+def clear_failure(layout: DatasetLayout, source: str) -> None:
+    """Forget the failure of `source` (relative path), which has now succeeded."""
+    (layout.failure_dir / f"{safe_name(source)}.json").unlink(missing_ok=True)
 
 
 def read_failures(layout: DatasetLayout) -> list[FailureRecord]:

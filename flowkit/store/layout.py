@@ -31,10 +31,10 @@ except ImportError:  # pragma: no cover - Windows has no fcntl; locking is then 
 TMP_SUFFIX = ".tmp"
 
 
-def safe_name(video_id: str) -> str:
-    """A flat file name for a video id: readable stem plus a hash, so distinct ids never collide."""
-    digest = hashlib.sha1(video_id.encode()).hexdigest()[:12]
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id.rsplit("/", 1)[-1])[:48]
+def safe_name(key: str) -> str:
+    """A flat file name for an id or path: readable stem plus a hash, so distinct keys never collide."""
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", key.rsplit("/", 1)[-1])[:48]
     return f"{stem}-{digest}"
 
 
