@@ -69,8 +69,11 @@ def _engine_epilog() -> str:
 @click.option("--backward", is_flag=True, help="Also store backward flow (frame i+step to frame i).")
 @click.option("--rgb/--no-rgb", default=True, show_default=True, help="Store the RGB frames (JPEG).")
 @click.option("--rgb-quality", type=int, default=95, show_default=True, help="JPEG quality of RGB frames.")
+@click.option("--flow-format", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
+              help="Flow as JPEG files of its u/v codes (denseflow's bytes) or a lossless uint8 array.")
+@click.option("--flow-quality", type=int, default=95, show_default=True, help="JPEG quality of flow.")
 @click.option("--compression", type=int, default=4, show_default=True,
-              help="Deflate level of stored flow (0: none, 9: smallest).")
+              help="Deflate level of raw flow (0: none, 9: smallest); lossless.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
 @click.option("--force", is_flag=True, help="Redo every video, even those already done.")
 @click.option("--shard-size", type=int, default=1024, show_default=True, help="Target shard size in MB.")
@@ -79,7 +82,7 @@ def _engine_epilog() -> str:
 def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str,
             params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
-            compression: int, jobs: int | None, force: bool, shard_size: int, quiet: bool,
+            flow_format: str, flow_quality: int, compression: int, jobs: int | None, force: bool, shard_size: int, quiet: bool,
             as_json: bool) -> None:
     """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
 
@@ -104,7 +107,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     settings = ExtractSettings(
         algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), bound=bound,
         size=size, fps=fps, step=step, backward=backward, rgb=rgb, rgb_quality=rgb_quality,
-        compression=compression,
+        flow_format=flow_format, flow_quality=flow_quality, compression=compression,
     )
     report = run_extract(
         input_dir, output, settings, list_file=list_file, jobs=jobs, force=force,
@@ -161,12 +164,19 @@ def info(dataset: Path, as_json: bool) -> None:
         + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
     ]
     if settings:
-        params = " ".join(f"{k}={v}" for k, v in settings["params"].items())
+        params = " ".join(f"{k}={v}" for k, v in settings.get("params", {}).items())
+        flow = settings.get("flow_format", "raw")
+        if flow == "jpeg" and settings.get("flow_quality") is not None:
+            flow += f" q{settings['flow_quality']}"
+        rgb = "no"
+        if settings.get("rgb"):
+            quality = settings.get("rgb_quality")
+            rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
         lines += [
-            f"algorithm  {settings['algorithm']}  {params}",
-            f"settings   bound {settings['bound']:g}, step {settings['step']}, size {settings['size']}, "
-            f"fps {settings['fps'] or 'source'}, backward {'yes' if settings['backward'] else 'no'}, "
-            f"rgb {'jpeg q' + str(settings['rgb_quality']) if settings['rgb'] else 'no'}",
+            f"algorithm  {settings.get('algorithm')}  {params}".rstrip(),
+            f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
+            f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
+            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
         ]
     failures = summary["failures"]
     lines.append(f"failures   {len(failures)}")
@@ -224,6 +234,61 @@ def synth(folder: Path, frames: int, size_text: str) -> None:
         raise FlowkitError(f"--size {size_text!r} is not WxH")
     for path in make_demo_videos(folder, frames, size.width, size.height):
         click.echo(f"wrote {path}")
+
+
+@cli.command("export-rawframes")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("out_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--jpeg-quality", type=int, default=95, show_default=True,
+              help="JPEG quality of the flow images (RGB frames are copied as stored).")
+@click.option("--video", "videos", multiple=True, metavar="ID",
+              help="Export only this video (repeatable) [default: all].")
+def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tuple[str, ...]) -> None:
+    """Write DATASET as mmaction2/TSN rawframes: DIR/<id>/img_00001.jpg, flow_x_00001.jpg ...
+
+    Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`).
+    """
+    from flowkit.rawframes import export_rawframes as run_export
+
+    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None)
+    click.echo(
+        f"{out_dir}: exported {report.exported} videos ({report.frames} frames, {report.pairs} "
+        f"flow pairs) in {report.seconds:.1f} s; {len(report.failed)} failed",
+        err=True,
+    )
+    for failure in report.failed:
+        click.echo(f"failed: {failure.source}: {failure.error}", err=True)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command("import-rawframes")
+@click.argument("in_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--bound", type=float, default=20.0, show_default=True,
+              help="The bound (pixels) the flow JPEGs were quantized with.")
+@click.option("--force", is_flag=True, help="Redo every folder, even those already imported.")
+def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> None:
+    """Import every rawframes folder under DIR (img_00001.jpg, flow_x_00001.jpg ...) into DATASET.
+
+    Run it again to resume: folders already imported and unchanged are skipped.
+    """
+    from flowkit.rawframes import import_rawframes as run_import
+
+    report = run_import(in_dir, dataset, bound=bound, force=force)
+    dropped = len(report.dropped_extra_flow)
+    click.echo(
+        f"{dataset}: imported {report.imported} videos ({report.pairs} pairs) in "
+        f"{report.seconds:.1f} s; {report.skipped} already done; {len(report.failed)} failed"
+        + (f"; dropped the extra last flow of {dropped}" if dropped else ""),
+        err=True,
+    )
+    for failure in report.failed:
+        click.echo(f"failed: {failure.source}: {failure.error}", err=True)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
 
 
 def main() -> None:

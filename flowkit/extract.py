@@ -30,11 +30,17 @@ from flowkit.flow.engines import FlowEngine, create_engine
 from flowkit.flow.quantize import DEFAULT_BOUND, quantize_flow
 from flowkit.progress import ProgressReceiver
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter
-from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
-from flowkit.store.format import FORMAT_VERSION, VideoAttrs, check_video_id
-from flowkit.store.layout import DatasetLayout
+from flowkit.store.failures import FailureRecord
+from flowkit.store.format import (
+    ENCODING_JPEG,
+    FLOW_ENCODINGS,
+    FORMAT_VERSION,
+    IdChecker,
+    VideoAttrs,
+    canonical_settings,
+)
 from flowkit.store.shards import VideoVersion
-from flowkit.store.staging import DEFAULT_COMPRESSION, StagedVideoWriter
+from flowkit.store.staging import DEFAULT_COMPRESSION, DEFAULT_QUALITY, StagedVideoWriter
 from flowkit.video import FrameSize, VideoFile, VideoReader, find_videos
 
 
@@ -50,8 +56,10 @@ class ExtractSettings:
     step: int = 1
     backward: bool = False
     rgb: bool = True
-    rgb_quality: int = 95
-    compression: int = DEFAULT_COMPRESSION  # storage only: not part of the fingerprint
+    rgb_quality: int = DEFAULT_QUALITY
+    flow_format: str = ENCODING_JPEG
+    flow_quality: int = DEFAULT_QUALITY
+    compression: int = DEFAULT_COMPRESSION  # raw flow's deflate level: lossless, not fingerprinted
 
     def validate(self) -> None:
         if self.bound <= 0:
@@ -62,6 +70,12 @@ class ExtractSettings:
             raise FlowkitError(f"--fps must be positive, got {self.fps}")
         if not 0 <= self.rgb_quality <= 100:
             raise FlowkitError(f"--rgb-quality must be 0..100, got {self.rgb_quality}")
+        if not 0 <= self.flow_quality <= 100:
+            raise FlowkitError(f"--flow-quality must be 0..100, got {self.flow_quality}")
+        if self.flow_format not in FLOW_ENCODINGS:
+            raise FlowkitError(
+                f"--flow-format must be one of {', '.join(FLOW_ENCODINGS)}, not {self.flow_format!r}"
+            )
         if not 0 <= self.compression <= 9:
             raise FlowkitError(f"--compression must be 0..9, got {self.compression}")
         self.size.validate()
@@ -81,12 +95,10 @@ class ExtractSettings:
             "backward": self.backward,
             "rgb": self.rgb,
             "rgb_quality": self.rgb_quality if self.rgb else None,
+            "flow_format": self.flow_format,
+            "flow_quality": self.flow_quality if self.flow_format == ENCODING_JPEG else None,
             "format_version": FORMAT_VERSION,
         }
-
-
-def canonical(fingerprint: dict[str, Any]) -> str:
-    return json.dumps(fingerprint, sort_keys=True)
 
 
 @dataclass
@@ -99,7 +111,7 @@ class VideoOutcome:
     frames: int = 0
     pairs: int = 0
     seconds: float = 0.0
-    bytes: int = 0
+    path: Path | None = None
     error: str = ""
     detail: str = ""
 
@@ -153,18 +165,19 @@ def extract_video(
                     staging_dir, video.id, reader.height, reader.width,
                     backward=settings.backward,
                     rgb_quality=settings.rgb_quality if settings.rgb else None,
+                    flow_format=settings.flow_format, flow_quality=settings.flow_quality,
                     compression=settings.compression,
                 )
             if settings.rgb:
-                background.submit(_write_rgb, writer, frame, settings.rgb_quality)
+                background.submit(writer.append_rgb, frame)
             window.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
             if len(window) <= settings.step:
                 continue
             forward = engine.calc(window[0], window[-1])
-            background.submit(_write_flow, writer.append_flow, forward, settings.bound)
+            background.submit(_write_flow, writer, forward, settings.bound, False)
             if settings.backward:
                 backward = engine.calc(window[-1], window[0])
-                background.submit(_write_flow, writer.append_backward_flow, backward, settings.bound)
+                background.submit(_write_flow, writer, backward, settings.bound, True)
             pairs += 1
             unreported += 1
             if progress is not None and time.monotonic() - last_report > 0.5:
@@ -183,8 +196,7 @@ def extract_video(
         writer = None
         if progress is not None and unreported:
             progress(unreported)
-        return VideoOutcome(video.id, video.relpath, True, reader.frames, pairs, elapsed,
-                            path.stat().st_size)
+        return VideoOutcome(video.id, video.relpath, True, reader.frames, pairs, elapsed, path)
     except (FlowkitError, _ParentGone) as exc:
         return VideoOutcome(video.id, video.relpath, False, error=str(exc) or "main process died")
     except Exception as exc:  # one odd video must not stop a batch of thousands
@@ -197,15 +209,9 @@ def extract_video(
             writer.abort()
 
 
-def _write_rgb(writer: StagedVideoWriter, frame: np.ndarray, quality: int) -> None:
-    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise VideoError("JPEG encoding failed")
-    writer.append_rgb(encoded)
-
-
-def _write_flow(append: Callable[[np.ndarray], None], flow: np.ndarray, bound: float) -> None:
-    append(np.moveaxis(quantize_flow(flow, bound), -1, 0))
+def _write_flow(writer: StagedVideoWriter, flow: np.ndarray, bound: float, backward: bool) -> None:
+    """Quantize (H, W, 2) float flow to (2, H, W) codes and store them (in the writer thread)."""
+    writer.append_flow(np.moveaxis(quantize_flow(flow, bound), -1, 0), backward)
 
 
 def _video_attrs(
@@ -220,7 +226,7 @@ def _video_attrs(
         frames=reader.frames, pairs=pairs, height=reader.height, width=reader.width,
         fps=settings.fps or reader.source_fps, step=settings.step, bound=float(settings.bound),
         algorithm=settings.algorithm, params=json.dumps(fingerprint["params"], sort_keys=True),
-        settings=canonical(fingerprint), source_fps=reader.source_fps,
+        settings=canonical_settings(fingerprint), source_fps=reader.source_fps,
         source_frames=reader.decoded, header_frames=reader.header_frames,
         source_width=reader.source_width, source_height=reader.source_height,
         elapsed_s=round(elapsed, 3),
@@ -268,22 +274,12 @@ def plan(
     todo: list[VideoFile] = []
     invalid: list[FailureRecord] = []
     skipped = 0
-    seen: dict[str, str] = {}
-    ids = {v.id for v in videos} | set(live)
+    ids = IdChecker({v.id for v in videos} | set(live))
     for video in videos:
-        problem = check_video_id(video.id)
-        if problem is None and video.id in seen:
-            problem = f"same id as {seen[video.id]} (ids are paths without extension)"
-        if problem is None:
-            parents = video.id.split("/")[:-1]
-            clash = next(("/".join(parents[: i + 1]) for i in range(len(parents))
-                          if "/".join(parents[: i + 1]) in ids), None)
-            if clash is not None:
-                problem = f"id clashes with video {clash!r}, whose id is a folder of this one"
+        problem = ids.problem(video.id, video.relpath)
         if problem is not None:
             invalid.append(FailureRecord.now(video.id or video.relpath, video.relpath, problem))
             continue
-        seen[video.id] = video.relpath
         current = live.get(video.id)
         if not force and current is not None:
             try:
@@ -338,7 +334,6 @@ def extract(
     settings = settings or ExtractSettings()
     settings.validate()
     fingerprint = settings.fingerprint()
-    settings_json = canonical(fingerprint)
     videos = find_videos(Path(input_dir), Path(list_file) if list_file else None)
     if not videos:
         raise FlowkitError(f"no videos found in {input_dir}")
@@ -347,57 +342,46 @@ def extract(
         raise FlowkitError(f"--jobs must be at least 1, got {jobs}")
     report = ExtractReport(videos=len(videos))
     start = time.perf_counter()
-    with DatasetWriter(output) as dataset:
-        previous = dataset.stored_settings()
-        if previous is not None and canonical(previous) != settings_json and not force:
-            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
-            raise FlowkitError(
-                f"{output} was extracted with other settings ({', '.join(changed)} differ); "
-                "use --force to redo every video with the new ones, or another output file"
-            )
-        dataset.store_settings(fingerprint)
-        if dataset.layout.staged_paths():  # finished videos a killed run left unpacked
-            dataset.pack(shard_bytes)
-        todo, report.skipped, invalid = plan(videos, dataset.live_versions(), settings_json, force)
+    with DatasetWriter(output, shard_bytes) as dataset:
+        dataset.adopt_settings(fingerprint, force)
+        todo, report.skipped, invalid = plan(
+            videos, dataset.live_versions(), canonical_settings(fingerprint), force
+        )
         for failure in invalid:
-            record_failure(dataset.layout, failure)
+            dataset.failed(failure)
             report.failed.append(failure)
         try:
-            _extract_all(dataset, todo, settings, jobs, progress, shard_bytes, report, log)
+            _extract_all(dataset, todo, settings, jobs, progress, report, log)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
-            dataset.pack(shard_bytes)
-            report.problems = list(dataset.problems)
-            report.failures = read_failures(dataset.layout)
+            report.problems, report.failures = dataset.finish()
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _extract_all(
     dataset: DatasetWriter, todo: list[VideoFile], settings: ExtractSettings, jobs: int,
-    progress: bool, shard_bytes: int, report: ExtractReport, log: Callable[[str], None] | None,
+    progress: bool, report: ExtractReport, log: Callable[[str], None] | None,
 ) -> None:
-    layout: DatasetLayout = dataset.layout
     video_bar = tqdm(total=len(todo), unit="video", desc="videos", disable=not progress,
                      dynamic_ncols=True, position=0)
     pair_bar = tqdm(total=None, unit="pair", desc="pairs ", disable=not progress,
                     dynamic_ncols=True, position=1)
-    staged_bytes = dataset.staged_bytes()
     try:
-        for done, outcome in enumerate(
-            _run_workers(todo, layout.staging_dir, settings, jobs, pair_bar.update), 1
-        ):
+        outcomes = _run_workers(todo, dataset.layout.staging_dir, settings, jobs, pair_bar.update)
+        for done, outcome in enumerate(outcomes, 1):
             if outcome.ok:
-                clear_failure(layout, outcome.source)
+                dataset.succeeded(outcome.source)
                 report.extracted += 1
                 report.pairs += outcome.pairs
-                staged_bytes += outcome.bytes
                 # The pair count so far, extrapolated over the videos still to do, for an ETA.
                 pair_bar.total = int(report.pairs / report.extracted * len(todo))
+                if log is not None and not progress:
+                    log(f"[{done}/{len(todo)}] {outcome.id}: {outcome.pairs} pairs in {outcome.seconds:.1f} s")
             else:
                 failure = FailureRecord.now(outcome.id, outcome.source, outcome.error, outcome.detail)
-                record_failure(layout, failure)
+                dataset.failed(failure)
                 report.failed.append(failure)
                 message = f"failed: {outcome.source}: {outcome.error}"
                 if progress:
@@ -405,11 +389,8 @@ def _extract_all(
                 elif log is not None:
                     log(message)
             video_bar.update(1)
-            if log is not None and not progress and outcome.ok:
-                log(f"[{done}/{len(todo)}] {outcome.id}: {outcome.pairs} pairs in {outcome.seconds:.1f} s")
-            if staged_bytes >= shard_bytes:
-                dataset.pack(shard_bytes)
-                staged_bytes = 0
+            if outcome.ok:
+                dataset.staged(outcome.path)
     finally:
         pair_bar.close()
         video_bar.close()

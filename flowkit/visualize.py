@@ -46,7 +46,7 @@ def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None
                 panel = flow_panel(video, i, scale)
                 if writer is None:
                     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
-                    writer = cv2.VideoWriter(str(output), fourcc, float(video.attrs.get("fps", 25.0)),
+                    writer = cv2.VideoWriter(str(output), fourcc, float(video.attrs.get("fps") or 25.0),
                                              (panel.shape[1], panel.shape[0]))
                     if not writer.isOpened():
                         raise FlowkitError(f"cannot write {output}")

@@ -71,8 +71,12 @@ def test_verify_exits_nonzero_on_damage(runner, tmp_path, make_video):
     out = tmp_path / "out.h5"
     invoke(runner, "extract", tmp_path / "videos", out, "--no-resize", "-q", "-j", "1")
     shard = next((tmp_path / "out.h5.shards").glob("part-*.h5"))
-    with h5py.File(shard, "r+") as handle:  # damage: rewrite one pair behind flowkit's back
-        handle["videos/a/flow"][1] = 0
+    with h5py.File(shard, "r+") as handle:  # damage: change one pair behind flowkit's back
+        flow = handle["videos/a/flow"]
+        row = flow[1:2]
+        row[0, 0] = row[0, 0].copy()
+        row[0, 0][-10] ^= 0xFF
+        flow[1:2] = row
     result, output = invoke(runner, "verify", out, "-q")
     assert result.exit_code == EXIT_FAILED
     assert "damaged: a: flow checksum mismatch" in output
@@ -111,9 +115,9 @@ def test_bad_input_gets_one_line_and_exit_2(runner, tmp_path, make_video, args, 
 def test_extract_json_report_and_resume(runner, tmp_path, make_video):
     make_video("a.mkv")
     args = ["extract", tmp_path / "videos", tmp_path / "out.h5", "--no-resize", "--json", "-j", "1"]
-    result, output = invoke(runner, *args)
+    result, _ = invoke(runner, *args)
     assert result.exit_code == 0 and json.loads(result.stdout)["extracted"] == 1
-    result, output = invoke(runner, *args)
+    result, _ = invoke(runner, *args)
     report = json.loads(result.stdout)
     assert (report["extracted"], report["skipped"], report["ok"]) == (0, 1, True)
 
@@ -126,7 +130,7 @@ def test_help_lists_every_algorithm_parameter_and_python_m_works():
 
 
 def test_synth_writes_demo_videos(runner, tmp_path):
-    result, output = invoke(runner, "synth", tmp_path / "demo", "--frames", "3", "--size", "32x24")
+    result, _ = invoke(runner, "synth", tmp_path / "demo", "--frames", "3", "--size", "32x24")
     assert result.exit_code == 0
     written = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert written == ["pan_right.mp4", "rotate.mkv", "tilt_down.avi", "zoom_in.mp4"]

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from flowkit.extract import ExtractSettings, extract
 from flowkit.store.reader import FlowStore
@@ -101,7 +100,9 @@ def test_killed_runs_resume_to_a_bit_identical_result(tmp_path, make_video):
         assert got.ids == ref.ids
         for video_id in ref.ids:
             a, b = ref.video(video_id), got.video(video_id)
-            assert np.array_equal(a.flow[()], b.flow[()])
+            assert [a.flow_jpeg(i) for i in range(a.entry.pairs)] == [
+                b.flow_jpeg(i) for i in range(b.entry.pairs)
+            ]
             assert [a.rgb_jpeg(i) for i in range(a.entry.frames)] == [
                 b.rgb_jpeg(i) for i in range(b.entry.frames)
             ]

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flowkit.errors import StoreError
-from flowkit.store.failures import read_failures
+from flowkit.errors import FlowkitError, StoreError
+from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
+from flowkit.store.format import canonical_settings
 from flowkit.store.index import check_index_path, write_index
 from flowkit.store.layout import DatasetLayout, write_json_atomic
 from flowkit.store.shards import ShardWriter, VideoVersion, list_versions
@@ -25,9 +26,11 @@ DEFAULT_SHARD_BYTES = 1 << 30
 class DatasetWriter:
     """A dataset opened for writing by one process: use as a context manager to hold the lock."""
 
-    def __init__(self, index_path: str | Path) -> None:
+    def __init__(self, index_path: str | Path, shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
         self.layout = DatasetLayout(index_path)
+        self.shard_bytes = shard_bytes
         self._shard_versions: dict[Path, list[VideoVersion]] = {}
+        self._staged_bytes = 0
         self.problems: list[str] = []
         self._lock = None
 
@@ -59,6 +62,43 @@ class DatasetWriter:
     def store_settings(self, settings: dict[str, Any]) -> None:
         write_json_atomic(self.layout.settings_file, settings)
 
+    def adopt_settings(self, settings: dict[str, Any], force: bool = False) -> None:
+        """Start a run with `settings`: refuse other settings than stored unless `force`.
+
+        Also publishes the finished videos a killed run left staged, so they are visible first.
+        """
+        previous = self.stored_settings()
+        same = previous is None or canonical_settings(previous) == canonical_settings(settings)
+        if not same and not force:
+            changed = sorted(k for k in previous.keys() | settings.keys()
+                             if previous.get(k) != settings.get(k))
+            raise FlowkitError(
+                f"{self.layout.index} was made with other settings ({', '.join(changed)} "
+                "differ); use --force to redo every video with the new ones, or another output file"
+            )
+        self.store_settings(settings)
+        if self.layout.staged_paths():
+            self.pack()
+
+    # recording results -------------------------------------------------------------------------
+
+    def staged(self, path: Path) -> None:
+        """A video was published to staging: pack a shard once enough bytes wait."""
+        self._staged_bytes += path.stat().st_size
+        if self._staged_bytes >= self.shard_bytes:
+            self.pack()
+
+    def failed(self, failure: FailureRecord) -> None:
+        record_failure(self.layout, failure)
+
+    def succeeded(self, source: str) -> None:
+        clear_failure(self.layout, source)
+
+    def finish(self) -> tuple[list[str], list[FailureRecord]]:
+        """End a run: pack what is staged, publish the index; returns (problems, all failures)."""
+        self.pack()
+        return list(self.problems), read_failures(self.layout)
+
     # what is there -----------------------------------------------------------------------------
 
     def _versions_in(self, path: Path, staged: bool) -> list[VideoVersion]:
@@ -89,10 +129,7 @@ class DatasetWriter:
 
     # publishing ------------------------------------------------------------------------------
 
-    def staged_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.layout.staged_paths())
-
-    def pack(self, shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[Path]:
+    def pack(self) -> list[Path]:
         """Copy every live staged video into new shards of about `shard_bytes`, then reindex."""
         live = self.live_versions()
         staged = sorted((v for v in live.values() if v.staged), key=lambda v: v.id)
@@ -105,7 +142,7 @@ class DatasetWriter:
                     writer, size = ShardWriter(self.layout.shard_dir), 0
                 writer.add(version)
                 size += version.file.stat().st_size
-                if size >= shard_bytes:
+                if size >= self.shard_bytes:
                     shards.append(writer.commit())
                     writer = None
             if writer is not None:
@@ -114,6 +151,7 @@ class DatasetWriter:
         finally:
             if writer is not None:
                 writer.abort()
+        self._staged_bytes = 0
         self.reindex()
         return shards
 

@@ -5,7 +5,9 @@ Everything that reads or writes the format takes its group, dataset and attribut
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,16 +24,32 @@ FAILURES_TABLE = "failures"
 FLOW = "flow"
 FLOW_BACKWARD = "flow_backward"
 RGB = "rgb"
-RGB_ENCODING = "jpeg"
+
+ENCODING_ATTR = "encoding"  # on flow datasets and rgb: how their values are stored
+ENCODING_JPEG = "jpeg"  # variable-length JPEG files: (N,) frames, or (N, 2) u and v code images
+ENCODING_RAW = "raw"  # uint8 (N, 2, H, W), deflate-compressed, one chunk per pair
+FLOW_ENCODINGS = (ENCODING_JPEG, ENCODING_RAW)
+QUALITY_ATTR = "quality"  # JPEG quality, or UNKNOWN_QUALITY for files imported as found
+UNKNOWN_QUALITY = -1
 
 COMPLETE_ATTR = "complete"
 CHECKSUM_ATTR = "crc32"
 BYTES_ATTR = "bytes"  # on `rgb`: total encoded bytes (variable-length data is stored apart)
 
 
+def as_text(value: Any) -> str:
+    """An HDF5 string attribute or field (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def video_group(video_id: str) -> str:
     """The HDF5 path of a video's group, in the index file and in its shard alike."""
     return f"{VIDEOS_GROUP}/{video_id}"
+
+
+def canonical_settings(settings: dict[str, Any]) -> str:
+    """Settings as the text stored in `settings` attributes: equal settings, equal text."""
+    return json.dumps(settings, sort_keys=True)
 
 
 def check_video_id(video_id: str) -> str | None:
@@ -42,6 +60,33 @@ def check_video_id(video_id: str) -> str | None:
     if any(part in ("", ".", "..") for part in parts):
         return f"id {video_id!r} has an empty, '.' or '..' path component"
     return None
+
+
+class IdChecker:
+    """Checks the ids of a batch one by one: valid names, no duplicates, no id a folder of another.
+
+    `ids` holds every id the dataset will hold (the batch and those already stored), since
+    `videos/a` cannot be both a video and the folder of `videos/a/b`.
+    """
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.ids = set(ids)
+        self.seen: dict[str, str] = {}
+
+    def problem(self, video_id: str, source: str) -> str | None:
+        """Why the video `video_id` from `source` cannot be stored, or None (and remember it)."""
+        problem = check_video_id(video_id)
+        if problem is not None:
+            return problem
+        if video_id in self.seen:
+            return f"same id as {self.seen[video_id]} (ids are paths without extension)"
+        parts = video_id.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in self.ids:
+                return f"id clashes with video {parent!r}, whose id is a folder of this one"
+        self.seen[video_id] = source
+        return None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from flowkit.store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     INDEX_TABLE,
+    as_text,
     video_group,
 )
 from flowkit.store.layout import TMP_SUFFIX, DatasetLayout, publish
@@ -107,10 +108,6 @@ def write_index(
     publish(tmp, layout.index)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def read_index(path: str | Path) -> IndexContents:
     """The index's settings, entries and failures; a clear error for anything that is not one."""
     path = Path(path)
@@ -128,13 +125,13 @@ def read_index(path: str | Path) -> IndexContents:
         entries = {}
         for row in handle[INDEX_TABLE][()]:
             entry = IndexEntry(
-                id=_text(row["id"]), shard=_text(row["shard"]), frames=int(row["frames"]),
+                id=as_text(row["id"]), shard=as_text(row["shard"]), frames=int(row["frames"]),
                 pairs=int(row["pairs"]), height=int(row["height"]), width=int(row["width"]),
                 fps=float(row["fps"]),
             )
             entries[entry.id] = entry
         failures = [
-            FailureRecord(_text(r["id"]), _text(r["source"]), _text(r["error"]), _text(r["time"]))
+            FailureRecord(as_text(r["id"]), as_text(r["source"]), as_text(r["error"]), as_text(r["time"]))
             for r in handle[FAILURES_TABLE][()]
         ]
     return IndexContents(json.loads(attrs.get("settings", "{}")), entries, failures, attrs)

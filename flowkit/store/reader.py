@@ -2,7 +2,7 @@
 
     with FlowStore("out.h5") as store:
         video = store.video("ucf101/v_ApplyEyeMakeup_g01_c01")
-        codes = video.flow[0]            # uint8 (2, H, W): frame 0 -> frame 1
+        codes = video.flow_codes(0)      # uint8 (2, H, W): frame 0 -> frame 1, u then v
         flow = video.flow_pixels(0)      # float32 (H, W, 2) in pixels
         frame = video.rgb_frame(0)       # uint8 (H, W, 3) BGR
 
@@ -17,14 +17,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 
 from flowkit.errors import StoreError
 from flowkit.flow.quantize import dequantize_flow
+from flowkit.store.codec import decode_jpeg
 from flowkit.store.failures import FailureRecord
-from flowkit.store.format import FLOW, FLOW_BACKWARD, RGB, video_group
+from flowkit.store.format import (
+    ENCODING_ATTR,
+    ENCODING_JPEG,
+    ENCODING_RAW,
+    FLOW,
+    FLOW_BACKWARD,
+    RGB,
+    as_text,
+    video_group,
+)
 from flowkit.store.index import IndexEntry, read_index
 from flowkit.store.shards import read_video_attrs
 
@@ -55,24 +64,53 @@ class VideoRecord:
 
     @property
     def flow(self) -> h5py.Dataset:
-        """uint8 (pairs, 2, H, W): `flow[i]` is the motion from frame i to frame i + step."""
+        """The stored forward flow: pair i is the motion from frame i to frame i + step.
+
+        Its layout depends on `flow_encoding`; `flow_codes` reads either as uint8 arrays.
+        """
         return self.group[FLOW]
 
     @property
     def flow_backward(self) -> h5py.Dataset | None:
-        """uint8 (pairs, 2, H, W): `flow_backward[i]` is the motion from frame i + step to frame i."""
+        """The stored backward flow (frame i + step to frame i), if extracted with --backward."""
         return self.group.get(FLOW_BACKWARD)
+
+    @property
+    def flow_encoding(self) -> str:
+        """`jpeg` (u and v code images as JPEG files) or `raw` (uint8 (pairs, 2, H, W))."""
+        return as_text(self.flow.attrs.get(ENCODING_ATTR, ENCODING_RAW))
 
     @property
     def has_rgb(self) -> bool:
         return RGB in self.group
 
-    def flow_pixels(self, index: int, backward: bool = False) -> np.ndarray:
-        """Pair `index` dequantized to float32 (H, W, 2) displacements in pixels."""
+    def _flow_dataset(self, backward: bool) -> h5py.Dataset:
         dataset = self.flow_backward if backward else self.flow
         if dataset is None:
             raise StoreError(f"video {self.id} has no backward flow (extract with --backward)")
-        return np.moveaxis(dequantize_flow(dataset[index], self.bound), 0, -1)
+        return dataset
+
+    def flow_codes(self, index: int | slice, backward: bool = False) -> np.ndarray:
+        """Quantized flow as uint8: (2, H, W) for one pair, (n, 2, H, W) for a slice of pairs."""
+        dataset = self._flow_dataset(backward)
+        if self.flow_encoding == ENCODING_RAW:
+            return dataset[index]
+        rows = dataset[index]
+        if isinstance(index, slice):
+            return np.stack([_decode_pair(row) for row in rows]) if len(rows) else np.empty(
+                (0, 2, self.entry.height, self.entry.width), np.uint8)
+        return _decode_pair(rows)
+
+    def flow_jpeg(self, index: int, backward: bool = False) -> tuple[bytes, bytes]:
+        """Pair `index` as stored: the JPEG files of its u and v codes (jpeg encoding only)."""
+        if self.flow_encoding != ENCODING_JPEG:
+            raise StoreError(f"video {self.id} stores flow raw, not as JPEG files")
+        u_file, v_file = self._flow_dataset(backward)[index]
+        return u_file.tobytes(), v_file.tobytes()
+
+    def flow_pixels(self, index: int, backward: bool = False) -> np.ndarray:
+        """Pair `index` dequantized to float32 (H, W, 2) displacements in pixels."""
+        return np.moveaxis(dequantize_flow(self.flow_codes(index, backward), self.bound), 0, -1)
 
     def rgb_jpeg(self, index: int) -> bytes:
         """Frame `index` as stored: the bytes of a JPEG file."""
@@ -82,11 +120,11 @@ class VideoRecord:
 
     def rgb_frame(self, index: int) -> np.ndarray:
         """Frame `index` decoded to uint8 (H, W, 3), BGR as OpenCV gives it."""
-        data = np.frombuffer(self.rgb_jpeg(index), np.uint8)
-        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if frame is None:
-            raise StoreError(f"video {self.id}: frame {index} is not a decodable JPEG")
-        return frame
+        return decode_jpeg(self.rgb_jpeg(index))
+
+
+def _decode_pair(row: np.ndarray) -> np.ndarray:
+    return np.stack([decode_jpeg(row[0], grayscale=True), decode_jpeg(row[1], grayscale=True)])
 
 
 class FlowStore:

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from flowkit.store.codec import encode_jpeg
 from flowkit.store.format import (
     BYTES_ATTR,
     CHECKSUM_ATTR,
     COMPLETE_ATTR,
+    ENCODING_ATTR,
+    ENCODING_JPEG,
+    ENCODING_RAW,
     FLOW,
     FLOW_BACKWARD,
     FORMAT_VERSION,
+    QUALITY_ATTR,
     RGB,
-    RGB_ENCODING,
     SHARD_FORMAT_NAME,
     VideoAttrs,
     video_group,
@@ -30,10 +35,11 @@ from flowkit.store.format import (
 from flowkit.store.layout import TMP_SUFFIX, publish, safe_name
 
 DEFAULT_COMPRESSION = 4
+DEFAULT_QUALITY = 95  # denseflow's and OpenCV's JPEG quality
 _GROWTH = 64  # datasets grow in steps of this many frames and are trimmed when the video ends
 
 
-class _FlowSeries:
+class _RawFlowSeries:
     """A growing uint8 (N, 2, H, W) dataset, one deflate-compressed chunk per frame pair."""
 
     def __init__(self, group: h5py.Group, name: str, height: int, width: int, level: int) -> None:
@@ -42,6 +48,7 @@ class _FlowSeries:
             name, shape=(_GROWTH, 2, height, width), maxshape=(None, 2, height, width),
             chunks=(1, 2, height, width), dtype=np.uint8, **options,
         )
+        self.dataset.attrs[ENCODING_ATTR] = ENCODING_RAW
         self.level = level
         self.count = 0
         self.crc = 0
@@ -63,26 +70,37 @@ class _FlowSeries:
 
 
 class _JpegSeries:
-    """A growing 1-D dataset of variable-length uint8 arrays, one encoded frame each."""
+    """A growing dataset of JPEG files: shape (N,) for RGB frames, (N, 2) for flow's u and v."""
 
-    def __init__(self, group: h5py.Group, quality: int) -> None:
+    def __init__(self, group: h5py.Group, name: str, parts: int, quality: int) -> None:
+        shape = (_GROWTH,) if parts == 1 else (_GROWTH, parts)
         self.dataset = group.create_dataset(
-            RGB, shape=(_GROWTH,), maxshape=(None,), chunks=(_GROWTH,),
+            name, shape=shape, maxshape=(None, *shape[1:]), chunks=shape,
             dtype=h5py.vlen_dtype(np.uint8),
         )
-        self.dataset.attrs["encoding"] = RGB_ENCODING
-        self.dataset.attrs["quality"] = quality
+        self.dataset.attrs[ENCODING_ATTR] = ENCODING_JPEG
+        self.dataset.attrs[QUALITY_ATTR] = quality
+        self.parts = parts
         self.count = 0
         self.crc = 0
         self.bytes = 0
 
-    def append(self, encoded: np.ndarray) -> None:
-        data = np.ascontiguousarray(encoded, dtype=np.uint8).ravel()
-        self.crc = zlib.crc32(data.tobytes(), self.crc)
-        self.bytes += data.size
+    def append(self, files: Sequence[np.ndarray | bytes]) -> None:
+        arrays = [np.frombuffer(f, np.uint8) if isinstance(f, bytes) else f.ravel() for f in files]
+        for array in arrays:
+            self.crc = zlib.crc32(array.tobytes(), self.crc)
+            self.bytes += array.size
         if self.count == self.dataset.shape[0]:
             self.dataset.resize(self.count + _GROWTH, axis=0)
-        self.dataset[self.count] = data
+        if self.parts == 1:
+            self.dataset[self.count] = arrays[0]
+        else:
+            # A (1, parts) object array: h5py would read a plain list of equal-length arrays as
+            # one 2-D array and refuse to store it.
+            row = np.empty((1, self.parts), dtype=object)
+            for i, array in enumerate(arrays):
+                row[0, i] = array
+            self.dataset[self.count : self.count + 1] = row
         self.count += 1
 
     def finish(self) -> None:
@@ -93,9 +111,11 @@ class _JpegSeries:
 
 
 class StagedVideoWriter:
-    """One video's flow (and optionally backward flow and JPEG frames), streamed into a staged file.
+    """One video's flow (optionally backward flow too) and RGB frames, streamed into a staged file.
 
-    Use `append_*` as data arrives, then `commit(attrs)` to publish it, or `abort()` to drop it.
+    Flow is stored as JPEG files of its u and v codes (`flow_format="jpeg"`, denseflow's bytes and
+    2.4x smaller) or as a lossless deflate-compressed uint8 array (`"raw"`). Use the `append_*`
+    methods as data arrives, then `commit(attrs)` to publish the video, or `abort()` to drop it.
     """
 
     def __init__(
@@ -106,35 +126,63 @@ class StagedVideoWriter:
         width: int,
         *,
         backward: bool = False,
-        rgb_quality: int | None = 95,
+        rgb_quality: int | None = DEFAULT_QUALITY,
+        flow_format: str = ENCODING_JPEG,
+        flow_quality: int = DEFAULT_QUALITY,
         compression: int = DEFAULT_COMPRESSION,
     ) -> None:
+        if flow_format not in (ENCODING_JPEG, ENCODING_RAW):
+            raise ValueError(f"flow_format must be {ENCODING_JPEG!r} or {ENCODING_RAW!r}, not {flow_format!r}")
         self.video_id = video_id
+        self.flow_quality = flow_quality
+        self.rgb_quality = rgb_quality
         self.final_path = Path(staging_dir) / f"{safe_name(video_id)}.h5"
         self.tmp_path = self.final_path.with_name(f"{self.final_path.name}.{os.getpid()}{TMP_SUFFIX}")
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["format"] = SHARD_FORMAT_NAME
         self._file.attrs["format_version"] = FORMAT_VERSION
         self._group = self._file.create_group(video_group(video_id))
-        self.flow = _FlowSeries(self._group, FLOW, height, width, compression)
-        self.flow_backward = (
-            _FlowSeries(self._group, FLOW_BACKWARD, height, width, compression) if backward else None
+
+        def flow_series(name: str) -> _RawFlowSeries | _JpegSeries:
+            if flow_format == ENCODING_RAW:
+                return _RawFlowSeries(self._group, name, height, width, compression)
+            return _JpegSeries(self._group, name, 2, flow_quality)
+
+        self.flow = flow_series(FLOW)
+        self.flow_backward = flow_series(FLOW_BACKWARD) if backward else None
+        self.rgb = (
+            _JpegSeries(self._group, RGB, 1, rgb_quality) if rgb_quality is not None else None
         )
-        self.rgb = _JpegSeries(self._group, rgb_quality) if rgb_quality is not None else None
 
-    def append_flow(self, codes: np.ndarray) -> None:
-        """Quantized forward flow of the next pair, uint8 (2, H, W)."""
-        self.flow.append(codes)
+    def _flow(self, backward: bool) -> _RawFlowSeries | _JpegSeries:
+        series = self.flow_backward if backward else self.flow
+        assert series is not None, "writer was opened without backward flow"
+        return series
 
-    def append_backward_flow(self, codes: np.ndarray) -> None:
-        """Quantized backward flow of the next pair (frame i+step to frame i), uint8 (2, H, W)."""
-        assert self.flow_backward is not None, "writer was opened without backward flow"
-        self.flow_backward.append(codes)
+    def append_flow(self, codes: np.ndarray, backward: bool = False) -> None:
+        """Quantized flow of the next pair, uint8 (2, H, W): u codes, then v codes."""
+        series = self._flow(backward)
+        if isinstance(series, _RawFlowSeries):
+            series.append(codes)
+        else:
+            series.append([encode_jpeg(codes[0], self.flow_quality),
+                           encode_jpeg(codes[1], self.flow_quality)])
 
-    def append_rgb(self, encoded: np.ndarray) -> None:
-        """The next frame, already JPEG-encoded."""
+    def append_flow_jpeg(self, u_file: bytes, v_file: bytes, backward: bool = False) -> None:
+        """The next pair as JPEG files of its u and v codes, stored byte for byte."""
+        series = self._flow(backward)
+        assert isinstance(series, _JpegSeries), "writer stores flow raw, not as JPEG"
+        series.append([u_file, v_file])
+
+    def append_rgb(self, frame: np.ndarray) -> None:
+        """The next BGR frame, JPEG-encoded at the writer's RGB quality."""
         assert self.rgb is not None, "writer was opened without RGB frames"
-        self.rgb.append(encoded)
+        self.rgb.append([encode_jpeg(frame, self.rgb_quality)])
+
+    def append_rgb_jpeg(self, jpeg_file: bytes) -> None:
+        """The next frame as a JPEG file, stored byte for byte."""
+        assert self.rgb is not None, "writer was opened without RGB frames"
+        self.rgb.append([jpeg_file])
 
     def commit(self, attrs: VideoAttrs) -> Path:
         """Finish every dataset, write the attributes with `complete` last, and publish the file."""
@@ -154,3 +202,4 @@ class StagedVideoWriter:
             self._file.close()
         finally:
             self.tmp_path.unlink(missing_ok=True)
+

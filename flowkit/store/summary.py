@@ -40,11 +40,11 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             by_kind = Counter()
             for video_id in store.ids:
                 group = store.video(video_id).group
-                for name in (FLOW, FLOW_BACKWARD):
+                for name in (FLOW, FLOW_BACKWARD, RGB):
                     if name in group:
-                        by_kind[name] += group[name].id.get_storage_size()
-                if RGB in group:
-                    by_kind[RGB] += int(group[RGB].attrs.get(BYTES_ATTR, 0))
+                        dataset = group[name]
+                        # JPEG files are variable-length data, stored apart: their size is an attr.
+                        by_kind[name] += int(dataset.attrs.get(BYTES_ATTR, dataset.id.get_storage_size()))
             summary["bytes_by_kind"] = dict(by_kind)
             pairs = summary["pairs"]
             summary["bytes_per_pair"] = round(by_kind[FLOW] / pairs, 1) if pairs else None

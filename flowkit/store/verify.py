@@ -11,7 +11,19 @@ import h5py
 import numpy as np
 
 from flowkit.errors import StoreError
-from flowkit.store.format import CHECKSUM_ATTR, COMPLETE_ATTR, FLOW, FLOW_BACKWARD, RGB
+from flowkit.store.codec import jpeg_size
+from flowkit.store.format import (
+    CHECKSUM_ATTR,
+    COMPLETE_ATTR,
+    ENCODING_ATTR,
+    ENCODING_JPEG,
+    ENCODING_RAW,
+    FLOW,
+    FLOW_BACKWARD,
+    RGB,
+    as_text,
+    video_group,
+)
 from flowkit.store.reader import FlowStore, VideoRecord
 
 
@@ -27,30 +39,39 @@ class VerifyReport:
         return not self.problems
 
 
-def _check_flow(video: VideoRecord, name: str, dataset: h5py.Dataset, problems: list[str]) -> int:
+def _check_raw_flow(video: VideoRecord, name: str, dataset: h5py.Dataset) -> list[str]:
     entry = video.entry
     expected = (entry.pairs, 2, entry.height, entry.width)
     if dataset.shape != expected or dataset.dtype != np.uint8:
-        problems.append(f"{video.id}: {name} is {dataset.dtype}{dataset.shape}, expected uint8{expected}")
-        return 0
+        return [f"{video.id}: {name} is {dataset.dtype}{dataset.shape}, expected uint8{expected}"]
     crc = 0
     for i in range(dataset.shape[0]):
         crc = zlib.crc32(np.ascontiguousarray(dataset[i]).tobytes(), crc)
-    if CHECKSUM_ATTR not in dataset.attrs or crc != int(dataset.attrs[CHECKSUM_ATTR]):
-        problems.append(f"{video.id}: {name} checksum mismatch (damaged data)")
-    return dataset.shape[0]
+    return _check_crc(video, name, dataset, crc)
 
 
-def _check_rgb(video: VideoRecord, dataset: h5py.Dataset, problems: list[str]) -> int:
-    if dataset.shape != (video.entry.frames,):
-        problems.append(f"{video.id}: rgb has {dataset.shape[0]} frames, expected {video.entry.frames}")
-        return 0
+def _check_jpeg_files(video: VideoRecord, name: str, dataset: h5py.Dataset,
+                      shape: tuple[int, ...]) -> list[str]:
+    """Count, checksum and picture size of a dataset of JPEG files (RGB frames or flow codes)."""
+    if dataset.shape != shape:
+        return [f"{video.id}: {name} holds {dataset.shape} JPEG files, expected {shape}"]
     crc = 0
+    size = (video.entry.height, video.entry.width)
     for i in range(dataset.shape[0]):
-        crc = zlib.crc32(dataset[i].tobytes(), crc)
+        row = dataset[i]
+        for data in [row] if dataset.ndim == 1 else list(row):
+            data = data.tobytes()
+            crc = zlib.crc32(data, crc)
+            found = jpeg_size(data)
+            if found != size:
+                return [f"{video.id}: {name}[{i}] is not a {size[1]}x{size[0]} JPEG file ({found})"]
+    return _check_crc(video, name, dataset, crc)
+
+
+def _check_crc(video: VideoRecord, name: str, dataset: h5py.Dataset, crc: int) -> list[str]:
     if CHECKSUM_ATTR not in dataset.attrs or crc != int(dataset.attrs[CHECKSUM_ATTR]):
-        problems.append(f"{video.id}: rgb checksum mismatch (damaged data)")
-    return dataset.shape[0]
+        return [f"{video.id}: {name} checksum mismatch (damaged data)"]
+    return []
 
 
 def verify_video(video: VideoRecord) -> list[str]:
@@ -62,10 +83,15 @@ def verify_video(video: VideoRecord) -> list[str]:
     if entry.pairs != max(entry.frames - video.step, 0):
         problems.append(f"{video.id}: {entry.pairs} flow pairs for {entry.frames} frames at step {video.step}")
     for name in (FLOW, FLOW_BACKWARD):
-        if name in video.group:
-            _check_flow(video, name, video.group[name], problems)
+        if name not in video.group:
+            continue
+        dataset = video.group[name]
+        if as_text(dataset.attrs.get(ENCODING_ATTR, ENCODING_RAW)) == ENCODING_JPEG:
+            problems += _check_jpeg_files(video, name, dataset, (entry.pairs, 2))
+        else:
+            problems += _check_raw_flow(video, name, dataset)
     if RGB in video.group:
-        _check_rgb(video, video.group[RGB], problems)
+        problems += _check_jpeg_files(video, RGB, video.group[RGB], (entry.frames,))
     return problems
 
 
@@ -77,13 +103,15 @@ def verify_store(path: str | Path, progress: Callable[[str], None] | None = None
     except StoreError as exc:
         report.problems.append(str(exc))
         return report
-    with store:
+    with store, h5py.File(store.path, "r") as index:
         for video_id in store.ids:
             if progress is not None:
                 progress(video_id)
             try:
                 video = store.video(video_id)
                 problems = verify_video(video)
+                if video_group(video_id) not in index:  # follows the index's external link
+                    problems.append(f"{video_id}: the index's link does not resolve")
             except (StoreError, OSError, KeyError, ValueError) as exc:
                 problems = [f"{video_id}: unreadable ({exc})"]
             report.problems.extend(problems)

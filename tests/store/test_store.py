@@ -19,17 +19,19 @@ def _codes(seed: int, n: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, 2, H, W), dtype=np.uint8)
 
 
-def _stage(dataset: DatasetWriter, video_id: str, seed: int = 0, frames: int = 4, settings: str = "{}"):
+def _stage(dataset: DatasetWriter, video_id: str, seed: int = 0, frames: int = 4,
+           flow_format: str = "raw"):
     flow = _codes(seed, frames - 1)
-    writer = StagedVideoWriter(dataset.layout.staging_dir, video_id, H, W, rgb_quality=95)
+    writer = StagedVideoWriter(dataset.layout.staging_dir, video_id, H, W, rgb_quality=95,
+                               flow_format=flow_format)
     for pair in flow:
         writer.append_flow(pair)
     for i in range(frames):
-        writer.append_rgb(np.frombuffer(f"jpeg-{video_id}-{i}".encode(), np.uint8))
+        writer.append_rgb(np.full((H, W, 3), 10 * i, np.uint8))
     attrs = VideoAttrs(
         id=video_id, source=f"{video_id}.avi", source_size=1, source_mtime_ns=1, frames=frames,
         pairs=frames - 1, height=H, width=W, fps=25.0, step=1, bound=20.0, algorithm="test",
-        params="{}", settings=settings,
+        params="{}", settings="{}",
     )
     writer.commit(attrs)
     return flow
@@ -48,14 +50,36 @@ def test_staged_videos_become_visible_only_when_packed(tmp_path):
     with FlowStore(index) as store:
         assert store.ids == ["cls/a", "cls/b"]
         video = store.video("cls/b")
-        assert np.array_equal(video.flow[()], flow_b)
-        assert video.rgb_jpeg(2) == b"jpeg-cls/b-2"
+        assert np.array_equal(video.flow[()], flow_b) and video.flow_encoding == "raw"
+        assert np.array_equal(video.flow_codes(slice(0, 2)), flow_b)
+        assert video.rgb_jpeg(2)[:2] == b"\xff\xd8" and (video.rgb_frame(2) == 20).all()
         assert (video.entry.frames, video.entry.pairs) == (3, 2)
         assert np.array_equal(store.video("cls/a").flow[()], flow_a)
     # Plain h5py follows the index's external links.
     with h5py.File(index, "r") as handle:
         assert np.array_equal(handle["videos/cls/a/flow"][()], flow_a)
     assert verify_store(index).ok
+
+
+def test_jpeg_flow_stores_u_and_v_code_images(tmp_path):
+    index = tmp_path / "out.h5"
+    with DatasetWriter(index) as dataset:
+        writer = StagedVideoWriter(dataset.layout.staging_dir, "smooth", H, W, rgb_quality=None)
+        ramp = np.stack([np.tile(np.arange(W, dtype=np.uint8) * 8, (H, 1)),
+                         np.full((H, W), 128, np.uint8)])
+        writer.append_flow(ramp)
+        writer.append_flow_jpeg(b"\xff\xd8u-file", b"\xff\xd8v-file")  # stored byte for byte
+        writer.commit(VideoAttrs(
+            id="smooth", source="s.avi", source_size=1, source_mtime_ns=1, frames=3, pairs=2,
+            height=H, width=W, fps=25.0, step=1, bound=20.0, algorithm="test", params="{}",
+            settings="{}"))
+        dataset.pack()
+    with FlowStore(index) as store:
+        video = store.video("smooth")
+        assert video.flow_encoding == "jpeg" and video.flow.shape == (2, 2)
+        assert np.abs(video.flow_codes(0).astype(int) - ramp).max() <= 2  # JPEG at quality 95
+        assert video.flow_jpeg(1) == (b"\xff\xd8u-file", b"\xff\xd8v-file")
+        assert not video.has_rgb
 
 
 def test_a_newer_copy_replaces_the_old_and_its_dead_shard_is_deleted(tmp_path):
