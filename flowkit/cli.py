@@ -193,7 +193,8 @@ def verify(dataset: Path, quiet: bool) -> None:
 
     from flowkit.store.verify import verify_store
 
-    with tqdm(unit="video", desc="verify", disable=quiet, leave=False) as bar:
+    # disable=None: no bar when stderr is not a terminal (logs, CI).
+    with tqdm(unit="video", desc="verify", disable=True if quiet else None, leave=False) as bar:
         report = verify_store(dataset, progress=lambda _: bar.update(1))
     for problem in report.problems:
         click.echo(f"damaged: {problem}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from collections import deque
@@ -324,7 +325,6 @@ def extract(
     force: bool = False,
     progress: bool = True,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
-    log: Callable[[str], None] | None = None,
 ) -> ExtractReport:
     """Extract every video under `input_dir` (or in `list_file`) into the dataset `output`.
 
@@ -351,7 +351,7 @@ def extract(
             dataset.failed(failure)
             report.failed.append(failure)
         try:
-            _extract_all(dataset, todo, settings, jobs, progress, report, log)
+            _extract_all(dataset, todo, settings, jobs, progress, report)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -362,32 +362,30 @@ def extract(
 
 def _extract_all(
     dataset: DatasetWriter, todo: list[VideoFile], settings: ExtractSettings, jobs: int,
-    progress: bool, report: ExtractReport, log: Callable[[str], None] | None,
+    progress: bool, report: ExtractReport,
 ) -> None:
-    video_bar = tqdm(total=len(todo), unit="video", desc="videos", disable=not progress,
+    # disable=None: bars only on a terminal; a log gets the summary, which lists every failure.
+    disable = None if progress else True
+    video_bar = tqdm(total=len(todo), unit="video", desc="videos", disable=disable,
                      dynamic_ncols=True, position=0)
-    pair_bar = tqdm(total=None, unit="pair", desc="pairs ", disable=not progress,
+    pair_bar = tqdm(total=None, unit="pair", desc="pairs ", disable=disable,
                     dynamic_ncols=True, position=1)
     try:
         outcomes = _run_workers(todo, dataset.layout.staging_dir, settings, jobs, pair_bar.update)
-        for done, outcome in enumerate(outcomes, 1):
+        for outcome in outcomes:
             if outcome.ok:
                 dataset.succeeded(outcome.source)
                 report.extracted += 1
                 report.pairs += outcome.pairs
                 # The pair count so far, extrapolated over the videos still to do, for an ETA.
                 pair_bar.total = int(report.pairs / report.extracted * len(todo))
-                if log is not None and not progress:
-                    log(f"[{done}/{len(todo)}] {outcome.id}: {outcome.pairs} pairs in {outcome.seconds:.1f} s")
             else:
                 failure = FailureRecord.now(outcome.id, outcome.source, outcome.error, outcome.detail)
                 dataset.failed(failure)
                 report.failed.append(failure)
                 message = f"failed: {outcome.source}: {outcome.error}"
-                if progress:
-                    tqdm.write(message)
-                elif log is not None:
-                    log(message)
+                if not video_bar.disable:  # live, above the bars; the summary lists it again
+                    tqdm.write(message, file=sys.stderr)
             video_bar.update(1)
             if outcome.ok:
                 dataset.staged(outcome.path)
