@@ -112,7 +112,7 @@ class VideoOutcome:
     frames: int = 0
     pairs: int = 0
     seconds: float = 0.0
-    path: Path | None = None
+    bytes: int = 0
     error: str = ""
     detail: str = ""
 
@@ -193,11 +193,11 @@ def extract_video(
             )
         assert writer is not None
         elapsed = time.perf_counter() - start
-        path = writer.commit(_video_attrs(video, reader, settings, stat, pairs, elapsed))
-        writer = None
+        writer.commit(_video_attrs(video, reader, settings, stat, pairs, elapsed))
+        size, writer = writer.size, None
         if progress is not None and unreported:
             progress(unreported)
-        return VideoOutcome(video.id, video.relpath, True, reader.frames, pairs, elapsed, path)
+        return VideoOutcome(video.id, video.relpath, True, reader.frames, pairs, elapsed, size)
     except (FlowkitError, _ParentGone) as exc:
         return VideoOutcome(video.id, video.relpath, False, error=str(exc) or "main process died")
     except Exception as exc:  # one odd video must not stop a batch of thousands
@@ -388,7 +388,7 @@ def _extract_all(
                     tqdm.write(message, file=sys.stderr)
             video_bar.update(1)
             if outcome.ok:
-                dataset.staged(outcome.path)
+                dataset.staged(outcome.bytes)
     finally:
         pair_bar.close()
         video_bar.close()

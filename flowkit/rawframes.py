@@ -374,7 +374,7 @@ def _import_folder(
     folder: RawframeFolder,
     staging_dir: Path,
     settings: dict[str, Any],
-) -> tuple[_Counts, Path]:
+) -> tuple[_Counts, int]:
     """Stage one rawframe folder as a flowkit video; raises VideoError when it cannot be one."""
     start = time.perf_counter()
     counts = _counts(folder)
@@ -407,11 +407,11 @@ def _import_folder(
             source_width=width, source_height=height,
             elapsed_s=round(time.perf_counter() - start, 3),
         )
-        path = writer.commit(attrs)
+        writer.commit(attrs)
     except BaseException:
         writer.abort()
         raise
-    return counts, path
+    return counts, writer.size
 
 
 def import_rawframes(
@@ -480,7 +480,7 @@ def _import_all(
             if unchanged:
                 report.skipped += 1
                 continue
-            counts, path = _import_folder(folder, dataset.layout.staging_dir, settings)
+            counts, size = _import_folder(folder, dataset.layout.staging_dir, settings)
         except Exception as exc:  # one odd folder must not stop a batch of thousands
             detail = "" if isinstance(exc, FlowkitError) else traceback.format_exc()
             failure = FailureRecord.now(folder.id, folder.source, _one_line(exc), detail)
@@ -493,4 +493,4 @@ def _import_all(
         report.pairs += counts.pairs
         if counts.dropped_extra_flow:
             report.dropped_extra_flow.append(folder.id)
-        dataset.staged(path)
+        dataset.staged(size)

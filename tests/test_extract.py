@@ -203,3 +203,14 @@ def test_ucf101_and_hmdb51_clips(tmp_path, shared_testdata):
         ucf = store.video("ucf101/v_ApplyEyeMakeup_g01_c01")
         assert ucf.entry.frames == 164 and ucf.entry.width == 86
     assert time.perf_counter() - start < 120
+
+
+def test_two_workers_packing_after_every_video(tmp_path, make_video):
+    # With a pack per result, one result's pack often packs (and deletes) the staged file of a
+    # result not yet processed: bookkeeping must not depend on that file still being there.
+    for i in range(10):
+        make_video(f"v{i}.mkv", frames=3, width=32, height=24, seed=i)
+    report = run(tmp_path / "videos", tmp_path / "out.h5", jobs=2, shard_bytes=0)
+    assert report.ok and report.extracted == 10
+    assert verify_store(tmp_path / "out.h5").ok
+    assert list((tmp_path / "out.h5.shards/staging").iterdir()) == []

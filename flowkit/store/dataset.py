@@ -82,9 +82,13 @@ class DatasetWriter:
 
     # recording results -------------------------------------------------------------------------
 
-    def staged(self, path: Path) -> None:
-        """A video was published to staging: pack a shard once enough bytes wait."""
-        self._staged_bytes += path.stat().st_size
+    def staged(self, nbytes: int) -> None:
+        """A video of `nbytes` was published to staging: pack a shard once enough bytes wait.
+
+        Takes the size, not the path: with several workers, a pack triggered by one video's
+        result may already have packed (and deleted) the staged file of the next result.
+        """
+        self._staged_bytes += nbytes
         if self._staged_bytes >= self.shard_bytes:
             self.pack()
 

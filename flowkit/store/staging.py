@@ -134,6 +134,7 @@ class StagedVideoWriter:
         if flow_format not in (ENCODING_JPEG, ENCODING_RAW):
             raise ValueError(f"flow_format must be {ENCODING_JPEG!r} or {ENCODING_RAW!r}, not {flow_format!r}")
         self.video_id = video_id
+        self.size = 0  # bytes of the published file, set by commit()
         self.flow_quality = flow_quality
         self.rgb_quality = rgb_quality
         self.final_path = Path(staging_dir) / f"{safe_name(video_id)}.h5"
@@ -193,6 +194,8 @@ class StagedVideoWriter:
             self._group.attrs[key] = value
         self._group.attrs[COMPLETE_ATTR] = True
         self._file.close()
+        # Measured before publishing: once published, the main process may pack and delete it.
+        self.size = self.tmp_path.stat().st_size
         publish(self.tmp_path, self.final_path)
         return self.final_path
 
