@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,34 @@ def cli() -> None:
 
 
 def _engine_epilog() -> str:
-    from flowkit.flow.engines import ENGINES
+    from flowkit.flow.engines import ALGORITHMS, TVL1_PRESETS, engine_class
 
     lines = ["\b", "Parameters of each algorithm (--param NAME=VALUE), with defaults:"]
-    for name, engine in ENGINES.items():
-        lines.append(f"  {name}: " + ", ".join(f"{p.name}={p.default}" for p in engine.PARAMS))
+    for name in ALGORITHMS:
+        params = engine_class(name, "opencv").PARAMS
+        lines.append(f"  {name}: " + ", ".join(f"{p.name}={p.default}" for p in params))
+    lines.append("TV-L1 presets (--preset), applied before --param:")
+    for name, values in TVL1_PRESETS.items():
+        lines.append(f"  {name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "OpenCV's defaults"))
     return "\n".join(lines)
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--algorithm, --engine, --device, --preset and --param, shared by `extract` and `flow`."""
+    options = [
+        click.option("--algorithm", default="tvl1", show_default=True, help="tvl1, dis or farneback."),
+        click.option("--engine", default="auto", show_default=True,
+                     help="tvl1 on opencv or torch (flowkit's own TV-L1); auto: torch, the faster."),
+        click.option("--device", default="auto", show_default=True,
+                     help="Torch engine's device: auto (CUDA when present), cpu, cuda, cuda:N."),
+        click.option("--preset", default="default", show_default=True,
+                     help="TV-L1 parameter set: default (OpenCV's), fast or accurate."),
+        click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+                     help="An algorithm parameter (repeatable); see the list below."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @cli.command(epilog=_engine_epilog())
@@ -55,9 +78,7 @@ def _engine_epilog() -> str:
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--list", "list_file", type=click.Path(path_type=Path),
               help="Extract only the videos this file names, one path per line, relative to INPUT_DIR.")
-@click.option("--algorithm", default="tvl1", show_default=True, help="tvl1, dis or farneback.")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
-              help="An algorithm parameter (repeatable); see the list below.")
+@engine_options
 @click.option("--short-side", type=int, default=None,
               help="Resize so the shorter side has this many pixels [default: 256].")
 @click.option("--size", "fixed_size", default=None, metavar="WxH", help="Resize to exactly WxH, e.g. 340x256.")
@@ -75,14 +96,17 @@ def _engine_epilog() -> str:
 @click.option("--compression", type=int, default=4, show_default=True,
               help="Deflate level of raw flow (0: none, 9: smallest); lossless.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--batch-size", type=int, default=None,
+              help="Frame pairs per torch engine call [default: 1 on CPU, 32 on GPU].")
 @click.option("--force", is_flag=True, help="Redo every video, even those already done.")
 @click.option("--shard-size", type=int, default=1024, show_default=True, help="Target shard size in MB.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: failures and a summary only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
-def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str,
-            params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
+def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str, engine: str,
+            device: str, preset: str, params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
-            flow_format: str, flow_quality: int, compression: int, jobs: int | None, force: bool, shard_size: int, quiet: bool,
+            flow_format: str, flow_quality: int, compression: int, jobs: int | None,
+            batch_size: int | None, force: bool, shard_size: int, quiet: bool,
             as_json: bool) -> None:
     """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
 
@@ -105,9 +129,11 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     else:
         size = FrameSize(short_side=short_side if short_side is not None else 256)
     settings = ExtractSettings(
-        algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), bound=bound,
+        algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), engine=engine,
+        device=device, preset=preset, bound=bound,
         size=size, fps=fps, step=step, backward=backward, rgb=rgb, rgb_quality=rgb_quality,
         flow_format=flow_format, flow_quality=flow_quality, compression=compression,
+        batch_size=batch_size,
     )
     report = run_extract(
         input_dir, output, settings, list_file=list_file, jobs=jobs, force=force,
@@ -172,8 +198,9 @@ def info(dataset: Path, as_json: bool) -> None:
         if settings.get("rgb"):
             quality = settings.get("rgb_quality")
             rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
+        engine = f" ({settings['engine']})" if settings.get("engine") else ""
         lines += [
-            f"algorithm  {settings.get('algorithm')}  {params}".rstrip(),
+            f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
             f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
             f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
             f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
@@ -290,6 +317,44 @@ def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> 
         click.echo(f"problem: {problem}", err=True)
     if not report.ok:
         sys.exit(EXIT_FAILED)
+
+
+@cli.command(epilog=_engine_epilog())
+@click.argument("frame1", type=click.Path(path_type=Path))
+@click.argument("frame2", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A .flo file (Middlebury format) or a .png picture (colour wheel).")
+@engine_options
+def flow(frame1: Path, frame2: Path, output: Path, algorithm: str, engine: str, device: str,
+         preset: str, params: tuple[str, ...]) -> None:
+    """Optical flow from the image FRAME1 to the image FRAME2."""
+    from flowkit.flow.engines import create_engine, parse_params, resolve_backend
+    from flowkit.flow.pairs import flow_between_files, write_flow_file
+
+    backend = resolve_backend(algorithm, engine)
+    # One pair never repays torch.compile's start-up cost.
+    flow_engine = create_engine(algorithm, parse_params(params), backend, device, preset, compile=False)
+    result, seconds = flow_between_files(flow_engine, frame1, frame2)
+    write_flow_file(output, result)
+    speed = float((result**2).sum(axis=-1).mean() ** 0.5)
+    click.echo(f"wrote {output}: {result.shape[1]}x{result.shape[0]}, {algorithm} on "
+               f"{flow_engine.backend}/{flow_engine.device} in {seconds:.2f} s, rms motion {speed:.2f} px")
+
+
+@cli.command("flow-error")
+@click.argument("estimate", type=click.Path(path_type=Path))
+@click.argument("truth", type=click.Path(path_type=Path))
+def flow_error(estimate: Path, truth: Path) -> None:
+    """Average endpoint and angular error of the flow ESTIMATE against TRUTH (.flo files)."""
+    from flowkit.flow.flo import read_flo
+    from flowkit.flow.metrics import angular_error, endpoint_error, known_mask
+
+    est, gt = read_flo(estimate), read_flo(truth)
+    if est.shape != gt.shape:
+        raise FlowkitError(f"{estimate} is {est.shape[1]}x{est.shape[0]}, {truth} {gt.shape[1]}x{gt.shape[0]}")
+    known = known_mask(gt)
+    click.echo(f"EPE {endpoint_error(est, gt):.4f} px  AE {angular_error(est, gt):.3f} deg  "
+               f"({known.mean():.1%} of pixels known)")
 
 
 def main() -> None:

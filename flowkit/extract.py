@@ -16,7 +16,8 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from flowkit.background import OrderedWriter, prefetch
 from flowkit.errors import FlowkitError, VideoError
-from flowkit.flow.engines import FlowEngine, create_engine
+from flowkit.flow.engines import FlowEngine, create_engine, resolve_backend, resolve_params
 from flowkit.flow.quantize import DEFAULT_BOUND, quantize_flow
 from flowkit.progress import ProgressReceiver
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter
@@ -51,6 +52,10 @@ class ExtractSettings:
 
     algorithm: str = "tvl1"
     params: tuple[tuple[str, Any], ...] = ()
+    engine: str = "auto"  # opencv, torch, or auto: the fastest (see flow.engines.resolve_backend)
+    device: str = "auto"  # torch engine only; not fingerprinted: devices agree to float rounding
+    batch_size: int | None = None  # pairs per torch engine call; results do not depend on it
+    preset: str = "default"
     bound: float = DEFAULT_BOUND
     size: FrameSize = field(default_factory=FrameSize)
     fps: float | None = None
@@ -77,18 +82,29 @@ class ExtractSettings:
             raise FlowkitError(
                 f"--flow-format must be one of {', '.join(FLOW_ENCODINGS)}, not {self.flow_format!r}"
             )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise FlowkitError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0 <= self.compression <= 9:
             raise FlowkitError(f"--compression must be 0..9, got {self.compression}")
         self.size.validate()
 
-    def engine(self) -> FlowEngine:
-        return create_engine(self.algorithm, dict(self.params))
+    @property
+    def backend(self) -> str:
+        return resolve_backend(self.algorithm, self.engine)
 
+    def make_engine(self) -> FlowEngine:
+        engine = create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset)
+        if self.batch_size:
+            engine.batch_size = self.batch_size
+        return engine
+
+    @cached_property
     def fingerprint(self) -> dict[str, Any]:
         """The settings as stored in the dataset and compared on resume (engine params resolved)."""
         return {
             "algorithm": self.algorithm,
-            "params": self.engine().params,
+            "engine": self.backend,
+            "params": resolve_params(self.algorithm, dict(self.params), self.preset),
             "bound": float(self.bound),
             "size": self.size.describe(),
             "fps": self.fps,
@@ -119,14 +135,15 @@ class VideoOutcome:
 
 # ---- the worker side ------------------------------------------------------------------------
 
-_ENGINES: dict[str, FlowEngine] = {}
+_ENGINES: dict[tuple, FlowEngine] = {}
 
 
 def _engine_for(settings: ExtractSettings) -> FlowEngine:
     """One engine per worker process and settings, reused across its videos."""
-    key = f"{settings.algorithm}:{sorted(settings.params)}"
+    key = (settings.algorithm, settings.params, settings.backend, settings.device, settings.preset,
+           settings.batch_size)
     if key not in _ENGINES:
-        _ENGINES[key] = settings.engine()
+        _ENGINES[key] = settings.make_engine()
     return _ENGINES[key]
 
 
@@ -154,9 +171,21 @@ def extract_video(
     writer: StagedVideoWriter | None = None
     background = OrderedWriter(depth=8)
     window: deque[np.ndarray] = deque(maxlen=settings.step + 1)
+    batch: list[tuple[np.ndarray, np.ndarray]] = []  # pairs waiting for one engine call
     pairs = 0
     unreported = 0
     last_report = time.monotonic()
+
+    def compute(batch: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        firsts, seconds = [a for a, _ in batch], [b for _, b in batch]
+        forwards = engine.calc_batch(firsts, seconds)
+        backwards = engine.calc_batch(seconds, firsts) if settings.backward else [None] * len(batch)
+        for forward, backward in zip(forwards, backwards, strict=True):
+            background.submit(_write_flow, writer, forward, settings.bound, False)
+            if backward is not None:
+                background.submit(_write_flow, writer, backward, settings.bound, True)
+        batch.clear()
+
     try:
         for frame in prefetch(reader, size=8):
             if parent_pid is not None and os.getppid() != parent_pid:
@@ -174,16 +203,19 @@ def extract_video(
             window.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
             if len(window) <= settings.step:
                 continue
-            forward = engine.calc(window[0], window[-1])
-            background.submit(_write_flow, writer, forward, settings.bound, False)
-            if settings.backward:
-                backward = engine.calc(window[-1], window[0])
-                background.submit(_write_flow, writer, backward, settings.bound, True)
-            pairs += 1
-            unreported += 1
+            batch.append((window[0], window[-1]))
+            if len(batch) < engine.batch_size:
+                continue
+            pairs += len(batch)
+            unreported += len(batch)
+            compute(batch)
             if progress is not None and time.monotonic() - last_report > 0.5:
                 progress(unreported)
                 unreported, last_report = 0, time.monotonic()
+        if batch:
+            pairs += len(batch)
+            unreported += len(batch)
+            compute(batch)
         background.close()
         if reader.frames <= settings.step:
             found = "no" if reader.frames == 0 else f"only {reader.frames}"
@@ -193,7 +225,7 @@ def extract_video(
             )
         assert writer is not None
         elapsed = time.perf_counter() - start
-        writer.commit(_video_attrs(video, reader, settings, stat, pairs, elapsed))
+        writer.commit(_video_attrs(video, reader, settings, engine, stat, pairs, elapsed))
         size, writer = writer.size, None
         if progress is not None and unreported:
             progress(unreported)
@@ -216,10 +248,10 @@ def _write_flow(writer: StagedVideoWriter, flow: np.ndarray, bound: float, backw
 
 
 def _video_attrs(
-    video: VideoFile, reader: VideoReader, settings: ExtractSettings,
+    video: VideoFile, reader: VideoReader, settings: ExtractSettings, engine: FlowEngine,
     stat: os.stat_result | None, pairs: int, elapsed: float,
 ) -> VideoAttrs:
-    fingerprint = settings.fingerprint()
+    fingerprint = settings.fingerprint
     return VideoAttrs(
         id=video.id, source=video.relpath,
         source_size=stat.st_size if stat else -1,
@@ -230,7 +262,7 @@ def _video_attrs(
         settings=canonical_settings(fingerprint), source_fps=reader.source_fps,
         source_frames=reader.decoded, header_frames=reader.header_frames,
         source_width=reader.source_width, source_height=reader.source_height,
-        elapsed_s=round(elapsed, 3),
+        elapsed_s=round(elapsed, 3), engine=engine.backend, device=engine.device,
     )
 
 
@@ -333,7 +365,6 @@ def extract(
     """
     settings = settings or ExtractSettings()
     settings.validate()
-    fingerprint = settings.fingerprint()
     videos = find_videos(Path(input_dir), Path(list_file) if list_file else None)
     if not videos:
         raise FlowkitError(f"no videos found in {input_dir}")
@@ -343,6 +374,9 @@ def extract(
     report = ExtractReport(videos=len(videos))
     start = time.perf_counter()
     with DatasetWriter(output, shard_bytes) as dataset:
+        settings = _keep_stored_engine(settings, dataset.stored_settings())
+        fingerprint = settings.fingerprint
+        _engine_for(settings)  # a bad device or parameter fails here, once, before any work
         dataset.adopt_settings(fingerprint, force)
         todo, report.skipped, invalid = plan(
             videos, dataset.live_versions(), canonical_settings(fingerprint), force
@@ -358,6 +392,15 @@ def extract(
             report.problems, report.failures = dataset.finish()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _keep_stored_engine(settings: ExtractSettings, stored: dict[str, Any] | None) -> ExtractSettings:
+    """`--engine auto` resumes with the engine the dataset was made with, not a different one."""
+    if settings.engine == "auto" and stored and stored.get("algorithm") == settings.algorithm:
+        engine = stored.get("engine")
+        if engine in ("opencv", "torch"):
+            return replace(settings, engine=engine)
+    return settings
 
 
 def _extract_all(

@@ -50,33 +50,49 @@ class Motion:
 
 
 def random_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth, richly textured BGR image (noise at several scales plus soft blobs)."""
+    """A smooth, richly textured, seamlessly tiling BGR image: noise at several scales plus blobs.
+
+    It tiles (its right edge continues into its left, bottom into top), so a frame that shows it
+    with wrap-around borders shows an infinite plane: every pixel moves with the true motion.
+    """
     rng = np.random.default_rng(seed)
-    image = np.zeros((height, width, 3), np.float32)
-    for scale, weight in ((4, 0.35), (12, 0.35), (32, 0.3)):
-        small = rng.random((max(2, height // scale), max(2, width // scale), 3)).astype(np.float32)
-        image += weight * cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    radius = np.sqrt(fx**2 + fy**2)
+    image = np.zeros((height, width, 3), np.float64)
+    for channel in range(3):
+        spectrum = rng.normal(size=(height, width)) + 1j * rng.normal(size=(height, width))
+        spectrum *= np.exp(-((radius / 0.12) ** 2)) / np.maximum(radius, 1.0 / max(height, width))
+        image[..., channel] = np.fft.ifft2(spectrum).real
+    image = (image - image.mean()) / (image.std() + 1e-9)
     for _ in range(max(4, height * width // 4000)):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        radius = int(rng.integers(3, max(4, min(height, width) // 6)))
-        colour = tuple(float(c) for c in rng.random(3))
-        cv2.circle(image, centre, radius, colour, -1, lineType=cv2.LINE_AA)
-    image = cv2.GaussianBlur(image, (0, 0), 0.8)
-    lo, hi = image.min(), image.max()
-    return np.clip((image - lo) / (hi - lo + 1e-6) * 255, 0, 255).astype(np.uint8)
+        centre = np.array([rng.uniform(0, width), rng.uniform(0, height)])
+        blob = rng.uniform(3, max(4, min(height, width) / 6))
+        colour = rng.uniform(-2, 2, size=3)
+        ys, xs = np.mgrid[0:height, 0:width]
+        dx = (xs - centre[0] + width / 2) % width - width / 2  # distances on the torus
+        dy = (ys - centre[1] + height / 2) % height - height / 2
+        inside = 1 / (1 + np.exp((np.sqrt(dx**2 + dy**2) - blob) * 2.0))  # soft edge
+        image = image * (1 - inside[..., None]) + colour * inside[..., None]
+    lo, hi = np.percentile(image, 0.5), np.percentile(image, 99.5)
+    return np.clip((image - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
 
 
 def render_frames(
     motion: Motion, frames: int, width: int, height: int, seed: int = 0
 ) -> Iterator[np.ndarray]:
-    """BGR frames of a texture moved by `motion` once per frame (reflected at the borders)."""
+    """BGR frames of a tiling texture moved by `motion` once per frame (seen as an infinite plane)."""
     texture = random_texture(height, width, seed)
     step = motion.matrix(width, height)
+    translation_only = np.allclose(step[:2, :2], np.eye(2))
     total = np.eye(3)
     for _ in range(frames):
         yield cv2.warpAffine(texture, total[:2], (width, height), flags=cv2.INTER_CUBIC,
-                             borderMode=cv2.BORDER_REFLECT_101)
+                             borderMode=cv2.BORDER_WRAP)
         total = step @ total
+        if translation_only:  # the plane repeats every W x H pixels: keep coordinates small
+            total[0, 2] %= width
+            total[1, 2] %= height
 
 
 def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: float = 25.0) -> Path:

@@ -2,6 +2,7 @@
 
 import os
 import time
+from dataclasses import replace
 
 import cv2
 import h5py
@@ -16,7 +17,7 @@ from flowkit.store.verify import verify_store
 from flowkit.synth import Motion
 from flowkit.video import FrameSize
 
-KEEP = ExtractSettings(size=FrameSize.keep())
+KEEP = ExtractSettings(size=FrameSize.keep(), engine="opencv")  # the torch engine: below
 
 
 def run(videos, out, settings=KEEP, **kwargs):
@@ -214,3 +215,30 @@ def test_two_workers_packing_after_every_video(tmp_path, make_video):
     assert report.ok and report.extracted == 10
     assert verify_store(tmp_path / "out.h5").ok
     assert list((tmp_path / "out.h5.shards/staging").iterdir()) == []
+
+
+def test_torch_engine_extracts_what_opencv_does_and_batching_changes_nothing(tmp_path, make_video):
+    make_video("a.mkv", Motion(dx=1.5, rotate=0.5), frames=6, width=80, height=60)
+    opencv = ExtractSettings(size=FrameSize.keep(), engine="opencv", flow_format="raw")
+    torch_one = replace(opencv, engine="torch", device="cpu")
+    torch_batched = replace(torch_one, batch_size=3)
+    for name, settings in (("cv", opencv), ("t1", torch_one), ("t3", torch_batched)):
+        assert run(tmp_path / "videos", tmp_path / f"{name}.h5", settings).ok
+    with FlowStore(tmp_path / "cv.h5") as cv, FlowStore(tmp_path / "t1.h5") as t1, \
+            FlowStore(tmp_path / "t3.h5") as t3:
+        assert (t1.video("a").attrs["engine"], t1.video("a").attrs["device"]) == ("torch", "cpu")
+        assert cv.video("a").attrs["engine"] == "opencv" and t1.settings["engine"] == "torch"
+        ref, ours = cv.video("a").flow_codes(slice(None)), t1.video("a").flow_codes(slice(None))
+        diff = np.abs(ref.astype(int) - ours.astype(int))  # codes are 0.157 px apart
+        assert diff.mean() < 0.1 and (diff > 2).mean() < 0.001, (diff.mean(), diff.max())
+        assert np.array_equal(ours, t3.video("a").flow_codes(slice(None)))
+
+
+def test_auto_engine_resumes_with_the_engine_a_dataset_was_made_with(tmp_path, make_video):
+    make_video("a.mkv")
+    out = tmp_path / "out.h5"
+    run(tmp_path / "videos", out, ExtractSettings(size=FrameSize.keep(), engine="opencv"))
+    again = run(tmp_path / "videos", out, ExtractSettings(size=FrameSize.keep()))  # engine auto
+    assert (again.extracted, again.skipped) == (0, 1)
+    with pytest.raises(FlowkitError, match=r"\(engine differ\)"):
+        run(tmp_path / "videos", out, ExtractSettings(size=FrameSize.keep(), engine="torch"))

@@ -113,6 +113,8 @@ class VideoAttrs:
     source_width: int = 0
     source_height: int = 0
     elapsed_s: float = 0.0
+    engine: str = ""  # the backend that computed the flow (opencv, torch), and where
+    device: str = ""
     extracted_at: str = ""
     extracted_at_ns: int = 0  # orders copies of the same video: the newest is live
     flowkit_version: str = __version__
