@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +40,37 @@ from flowkit.store.shards import read_video_attrs
 
 
 class VideoRecord:
-    """One video's datasets and attributes, read lazily from its shard."""
+    """One video's datasets and attributes, read lazily from its shard.
+
+    Data loaders create one per sample, so nothing is read until asked for, and what is read
+    is kept: reading every attribute up front would cost a millisecond per sample.
+    """
 
     def __init__(self, entry: IndexEntry, group: h5py.Group) -> None:
         self.entry = entry
         self.group = group
-        self.attrs: dict[str, Any] = read_video_attrs(group)
 
     @property
     def id(self) -> str:
         return self.entry.id
 
-    @property
-    def bound(self) -> float:
-        return float(self.attrs["bound"])
+    @cached_property
+    def attrs(self) -> dict[str, Any]:
+        return read_video_attrs(self.group)
 
-    @property
+    @cached_property
+    def bound(self) -> float:
+        return float(self.group.attrs["bound"])
+
+    @cached_property
     def step(self) -> int:
-        return int(self.attrs.get("step", 1))
+        return int(self.group.attrs.get("step", 1))
 
     @property
     def params(self) -> dict[str, Any]:
         return json.loads(self.attrs["params"])
 
-    @property
+    @cached_property
     def flow(self) -> h5py.Dataset:
         """The stored forward flow: pair i is the motion from frame i to frame i + step.
 
@@ -70,19 +78,23 @@ class VideoRecord:
         """
         return self.group[FLOW]
 
-    @property
+    @cached_property
     def flow_backward(self) -> h5py.Dataset | None:
         """The stored backward flow (frame i + step to frame i), if extracted with --backward."""
         return self.group.get(FLOW_BACKWARD)
 
-    @property
+    @cached_property
+    def _rgb(self) -> h5py.Dataset | None:
+        return self.group.get(RGB)
+
+    @cached_property
     def flow_encoding(self) -> str:
         """`jpeg` (u and v code images as JPEG files) or `raw` (uint8 (pairs, 2, H, W))."""
         return as_text(self.flow.attrs.get(ENCODING_ATTR, ENCODING_RAW))
 
     @property
     def has_rgb(self) -> bool:
-        return RGB in self.group
+        return self._rgb is not None
 
     def _flow_dataset(self, backward: bool) -> h5py.Dataset:
         dataset = self.flow_backward if backward else self.flow
@@ -114,9 +126,9 @@ class VideoRecord:
 
     def rgb_jpeg(self, index: int) -> bytes:
         """Frame `index` as stored: the bytes of a JPEG file."""
-        if not self.has_rgb:
+        if self._rgb is None:
             raise StoreError(f"video {self.id} has no RGB frames (extracted with --no-rgb)")
-        return self.group[RGB][index].tobytes()
+        return self._rgb[index].tobytes()
 
     def rgb_frame(self, index: int) -> np.ndarray:
         """Frame `index` decoded to uint8 (H, W, 3), BGR as OpenCV gives it."""

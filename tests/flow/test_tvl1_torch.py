@@ -203,9 +203,17 @@ def test_engine_settings_errors_are_one_line():
         create_engine("farneback", preset="fast")
 
 
+def test_deeper_presets_recover_motion_the_default_pyramid_misses():
+    prev, nxt, truth = _gray_pair(Motion(dx=10.0, dy=-5.0), 160, 120, seed=11)
+    default = endpoint_error(create_engine("tvl1", backend="torch", compile=False).calc(prev, nxt), truth)
+    for preset in ("fast", "accurate"):
+        engine = create_engine("tvl1", preset=preset, backend="torch", compile=False)
+        assert endpoint_error(engine.calc(prev, nxt), truth) < min(1.0, default / 4), preset
+
+
 def test_presets_set_parameters_and_explicit_ones_win():
     fast = create_engine("tvl1", preset="fast", backend="torch", compile=False)
-    assert fast.params["warps"] < 5 and fast.params["nscales"] < 5
+    assert fast.params["warps"] < 5 and fast.params["outer_iterations"] < 10
     tuned = create_engine("tvl1", {"warps": "4"}, preset="fast")
     assert tuned.params["warps"] == 4
     accurate = create_engine("tvl1", preset="accurate")

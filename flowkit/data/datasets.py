@@ -1,0 +1,331 @@
+"""PyTorch datasets reading flowkit shards: RGB frames, RGB differences, flow stacks, 3D clips.
+
+    labels = read_ucf101("ucfTrainTestlist", split=1).split("train")
+    flow = ShardDataset("ucf101.h5", labels, Flow(length=5), segments=3, transform=MultiScaleCrop())
+    x, y = flow[0]      # x: (3, 10, 224, 224) = K segments x 2L channels; y: the label
+
+A dataset pairs a modality (what one snippet is: `RGB`, `RGBDiff`, `Flow`) with a sampling rule
+(TSN segments, or dense clips for 3D networks) and a spatial transform. In training each sample
+draws its own positions and crop from a generator seeded by (seed, epoch, index), so an epoch is
+repeatable; at test time it returns every view of the test protocol: `test_snippets` snippets
+(or every clip) times 1 or 10 crops. The shards are opened lazily, once per process, so
+datasets work in DataLoader workers (h5py handles never cross a fork) and with any sampler,
+DistributedSampler included.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from flowkit.data import sampling
+from flowkit.data.annotations import Annotation, LabelList
+from flowkit.data.stacking import (
+    bidirectional_stack,
+    rgb_differences,
+    subtract_mean_flow,
+    trajectory_stack,
+)
+from flowkit.data.transforms import Crop, MultiScaleCrop, RandomCrop, apply_crop, eval_views
+from flowkit.data.values import flow_values, rgb_difference_values, rgb_values
+from flowkit.errors import FlowkitError
+from flowkit.flow.quantize import dequantize_flow
+from flowkit.store.index import IndexEntry
+from flowkit.store.reader import FlowStore, VideoRecord
+
+# ---- modalities: what one snippet is --------------------------------------------------------------
+
+
+class Modality(ABC):
+    """One snippet's worth of input: `clip_len` positions read from a video (`read`), then cut
+    to one view and laid out for the network (`view`): several views may share one read."""
+
+    clip_len: int = 1
+    stride: int = 1
+
+    @abstractmethod
+    def positions(self, entry: IndexEntry) -> int:
+        """How many positions (frames or flow pairs) the video has."""
+
+    @abstractmethod
+    def read(self, video: VideoRecord, start: int) -> np.ndarray:
+        """The snippet starting at `start`, as (N, H, W, C) arrays."""
+
+    @abstractmethod
+    def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
+        """One crop of a snippet in the network's layout, values normalised."""
+
+
+def _read_frames(video: VideoRecord, indices: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) RGB (stored frames decode to BGR)."""
+    return np.stack([video.rgb_frame(int(i))[..., ::-1] for i in indices])
+
+
+def _read_codes(video: VideoRecord, indices: np.ndarray, backward: bool = False) -> np.ndarray:
+    """uint8 (N, H, W, 2) flow codes; consecutive indices are read as one slice."""
+    if len(indices) > 1 and np.all(np.diff(indices) == 1):
+        codes = video.flow_codes(slice(int(indices[0]), int(indices[-1]) + 1), backward)
+    else:
+        codes = np.stack([video.flow_codes(int(i), backward) for i in indices])
+    return np.moveaxis(codes, 1, -1)
+
+
+def _channels_first(x: np.ndarray, clip: bool) -> np.ndarray:
+    """(N, h, w, C) to (C, N, h, w) for 3D networks, or (N*C, h, w) for 2D ones."""
+    if clip:
+        return np.ascontiguousarray(x.transpose(3, 0, 1, 2))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2).reshape(-1, *x.shape[1:3]))
+
+
+class RGB(Modality):
+    """RGB frames: one per snippet for 2D networks (spatial stream), or a clip of `length`
+    frames `stride` apart for 3D networks, laid out (3, T, H, W); clips loop past the end."""
+
+    def __init__(self, length: int = 1, stride: int = 1, values: str = "imagenet", clip: bool = False) -> None:
+        self.clip_len, self.stride, self.values, self.clip = length, stride, values, clip
+
+    def positions(self, entry: IndexEntry) -> int:
+        return entry.frames
+
+    def read(self, video: VideoRecord, start: int) -> np.ndarray:
+        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, self.stride, loop=True)
+        return _read_frames(video, indices)
+
+    def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
+        return _channels_first(rgb_values(apply_crop(snippet, crop, is_flow=False), self.values), self.clip)
+
+
+class RGBDiff(Modality):
+    """TSN's RGB difference: `length` + 1 consecutive frames, their `length` differences stacked
+    into 3 x `length` channels (short videos repeat their last frame)."""
+
+    def __init__(self, length: int = 5, values: str = "imagenet") -> None:
+        self.clip_len, self.values = length + 1, values
+
+    def positions(self, entry: IndexEntry) -> int:
+        return entry.frames
+
+    def read(self, video: VideoRecord, start: int) -> np.ndarray:
+        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, loop=False)
+        return rgb_differences(_read_frames(video, indices))
+
+    def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
+        x = rgb_difference_values(apply_crop(snippet, crop, is_flow=False), self.values)
+        return _channels_first(x, clip=False)
+
+
+class Flow(Modality):
+    """Optical-flow input: `length` consecutive flows.
+
+    `stacking`: "flow" (optical-flow stacking) or "trajectory" (trajectory stacking);
+    `mean_subtraction` removes each field's mean; `bidirectional` takes length/2 forward and
+    length/2 backward flows around the snippet's middle frame (needs `extract --backward`).
+    2D networks get (2L, H, W) with u and v interleaved; `clip=True` gives 3D networks
+    (2, T, H, W) with flows `stride` apart, looping past the end. `values`: "pixels" or "unit".
+    Short videos repeat their last flow (2D) or loop (3D).
+    """
+
+    def __init__(self, length: int = 10, stacking: str = "flow", mean_subtraction: bool = False,
+                 bidirectional: bool = False, values: str = "pixels", clip: bool = False,
+                 stride: int = 1) -> None:
+        if stacking not in ("flow", "trajectory"):
+            raise FlowkitError(f"stacking must be 'flow' or 'trajectory', not {stacking!r}")
+        if bidirectional and (length % 2 or clip or stacking != "flow"):
+            raise FlowkitError("bidirectional stacking needs an even length and flow stacking, 2D")
+        self.clip_len, self.stacking, self.mean_subtraction = length, stacking, mean_subtraction
+        self.bidirectional, self.values, self.clip, self.stride = bidirectional, values, clip, stride
+
+    def positions(self, entry: IndexEntry) -> int:
+        return entry.pairs
+
+    @property
+    def _whole_fields(self) -> bool:
+        """Trajectories and mean subtraction need whole fields in pixels before any crop."""
+        return self.stacking == "trajectory" or self.mean_subtraction
+
+    def read(self, video: VideoRecord, start: int) -> np.ndarray:
+        """uint8 codes (N, H, W, 2), or float32 pixels when whole fields are needed."""
+        pairs = video.entry.pairs
+        if self.bidirectional:
+            half = self.clip_len // 2
+            forward = _read_codes(video, sampling.clip_indices(start + half, half, pairs, loop=False))
+            backward = _read_codes(video, sampling.clip_indices(start, half, pairs, loop=False), backward=True)
+            codes = bidirectional_stack(forward, backward)
+        else:
+            indices = sampling.clip_indices(start, self.clip_len, pairs, self.stride, loop=self.clip)
+            codes = _read_codes(video, indices)
+        if not self._whole_fields:
+            return codes  # cropped first, dequantized after: the cheap order
+        stack = dequantize_flow(codes, video.bound)
+        if self.stacking == "trajectory":
+            stack = trajectory_stack(stack)
+        if self.mean_subtraction:
+            stack = subtract_mean_flow(stack)
+        return stack
+
+    def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
+        if snippet.dtype == np.uint8:
+            # Codes centred on zero motion, so that a flip may negate u; then scaled to pixels.
+            region = apply_crop(snippet, crop, is_flow=True, convert=_centred_codes)
+            flow = region * np.float32(2.0 * video.bound / 255.0)
+        else:
+            flow = apply_crop(snippet, crop, is_flow=True)
+        return _channels_first(flow_values(flow, video.bound, self.values), self.clip)
+
+
+def _centred_codes(codes: np.ndarray) -> np.ndarray:
+    return codes.astype(np.float32) - np.float32(127.5)
+
+
+# ---- the datasets ---------------------------------------------------------------------------------------
+
+
+class _Store:
+    """A FlowStore opened on first use in each process (h5py handles must not cross a fork)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._store: FlowStore | None = None
+        self._pid = -1
+
+    def get(self) -> FlowStore:
+        if self._store is None or self._pid != os.getpid():
+            self._store = FlowStore(self.path)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_store": None, "_pid": -1}
+
+
+def _annotations(labels: LabelList | list[Annotation], store: FlowStore) -> list[Annotation]:
+    rows = labels.match(store.ids).rows if isinstance(labels, LabelList) else list(labels)
+    missing = [r.video for r in rows if r.video not in store]
+    if missing:
+        raise FlowkitError(f"{len(missing)} labelled videos are not in {store.path} (first: {missing[0]})")
+    if not rows:
+        raise FlowkitError("no labelled videos: the split is empty")
+    return rows
+
+
+class ShardDataset(Dataset):
+    """One stream: (input, label) samples of `modality` from the labelled videos of a dataset.
+
+    Sampling: `segments` snippets (TSN; 1 for the two-stream paper's single snippet), or, with
+    `clips=True`, one dense clip (3D networks). Test mode (`train=False`): `test_snippets` evenly
+    spaced snippets (or every non-overlapping clip) times `test_crops` crops (1 or 10), stacked
+    on the first axis. `transform` draws training crops (default: TSN's multi-scale crop for
+    snippets, a random crop for clips); `size` is the crop side.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        labels: LabelList | list[Annotation],
+        modality: Modality,
+        *,
+        segments: int = 3,
+        clips: bool = False,
+        train: bool = True,
+        transform: MultiScaleCrop | RandomCrop | None = None,
+        size: int = 224,
+        test_snippets: int = 25,
+        test_crops: int = 1,
+        seed: int = 0,
+    ) -> None:
+        self.store = _Store(path)
+        store = self.store.get()
+        self.rows = _annotations(labels, store)
+        self.entries = {r.video: store.entries[r.video] for r in self.rows}
+        self.modality, self.segments, self.clips, self.train = modality, segments, clips, train
+        self.transform = transform or (RandomCrop(size) if clips else MultiScaleCrop(size))
+        self.size, self.test_snippets, self.test_crops = size, test_snippets, test_crops
+        self.seed, self.epoch = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other positions and crops next epoch (as DistributedSampler.set_epoch does)."""
+        self.epoch = epoch
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.rows]
+
+    def starts(self, entry: IndexEntry, rng: np.random.Generator | None) -> np.ndarray:
+        """Snippet or clip starts for one video: training draws with `rng`, testing does not."""
+        length, m = self.modality.positions(entry), self.modality
+        if self.clips:
+            if rng is not None:
+                return np.array([sampling.random_clip(length, m.clip_len, m.stride, rng)])
+            return sampling.all_clips(length, m.clip_len, m.stride)
+        if rng is not None:
+            return sampling.tsn_segments(length, self.segments, m.clip_len, rng)
+        return sampling.evenly_spaced(length, self.test_snippets, m.clip_len)
+
+    def crops(self, entry: IndexEntry, rng: np.random.Generator | None) -> list[Crop]:
+        if rng is not None:
+            return [self.transform.draw(rng, entry.height, entry.width)]
+        return eval_views(entry.height, entry.width, self.size, self.test_crops)
+
+    def render(self, video: VideoRecord, starts: np.ndarray, crops: list[Crop]) -> torch.Tensor:
+        """Every snippet at `starts` under every crop, in the network's layout, stacked."""
+        snippets = [self.modality.read(video, int(s)) for s in starts]
+        views = [self.modality.view(snippet, crop, video) for snippet in snippets for crop in crops]
+        return torch.from_numpy(np.stack(views))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self.rows[index]
+        entry = self.entries[row.video]
+        rng = self.rng(index) if self.train else None
+        video = self.store.get().video(row.video)
+        x = self.render(video, self.starts(entry, rng), self.crops(entry, rng))
+        if self.clips and self.train:
+            x = x[0]  # one clip: (C, T, H, W)
+        return x, row.label
+
+
+class TwoStreamDataset(Dataset):
+    """(rgb, flow, label) samples taken at the same moments with the same crop.
+
+    Each flow snippet of L flows starting at s is paired with the RGB frame in its middle
+    (s + L/2); for 3D clips the RGB clip starts where the flow clip does. Both streams must read
+    the same dataset and labels; sampling, crops and test protocol are the flow stream's.
+    """
+
+    def __init__(self, rgb: ShardDataset, flow: ShardDataset) -> None:
+        if rgb.store.path != flow.store.path or rgb.rows != flow.rows:
+            raise FlowkitError("the two streams must read the same dataset and labels")
+        self.rgb, self.flow = rgb, flow
+
+    def __len__(self) -> int:
+        return len(self.flow)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rgb.set_epoch(epoch)
+        self.flow.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        flow = self.flow
+        row = flow.rows[index]
+        entry = flow.entries[row.video]
+        rng = flow.rng(index) if flow.train else None
+        starts = flow.starts(entry, rng)
+        crops = flow.crops(entry, rng)
+        video = flow.store.get().video(row.video)
+        offset = 0 if flow.clips else flow.modality.clip_len // 2
+        rgb_starts = np.minimum(starts + offset, entry.frames - 1)
+        x_rgb = self.rgb.render(video, rgb_starts, crops)
+        x_flow = flow.render(video, starts, crops)
+        if flow.clips and flow.train:
+            x_rgb, x_flow = x_rgb[0], x_flow[0]
+        return x_rgb, x_flow, row.label
