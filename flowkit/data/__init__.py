@@ -11,7 +11,7 @@ from flowkit.data.annotations import (
     read_kinetics_csv,
     read_ucf101,
 )
-from flowkit.data.datasets import RGB, Flow, RGBDiff, ShardDataset, TwoStreamDataset
+from flowkit.data.datasets import RGB, Flow, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "Flow",
     "LabelList",
     "MultiScaleCrop",
-    "RGBDiff",
     "RandomCrop",
     "ShardDataset",
     "TwoStreamDataset",

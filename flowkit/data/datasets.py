@@ -4,7 +4,7 @@
     flow = ShardDataset("ucf101.h5", labels, Flow(length=5), segments=3, transform=MultiScaleCrop())
     x, y = flow[0]      # x: (3, 10, 224, 224) = K segments x 2L channels; y: the label
 
-A dataset pairs a modality (what one snippet is: `RGB`, `RGBDiff`, `Flow`) with a sampling rule
+A dataset pairs a modality (what one snippet is: `RGB` frames or `Flow` stacks) with a sampling rule
 (TSN segments, or dense clips for 3D networks) and a spatial transform. In training each sample
 draws its own positions and crop from a generator seeded by (seed, epoch, index), so an epoch is
 repeatable; at test time it returns every view of the test protocol: `test_snippets` snippets
@@ -27,12 +27,11 @@ from flowkit.data import sampling
 from flowkit.data.annotations import Annotation, LabelList
 from flowkit.data.stacking import (
     bidirectional_stack,
-    rgb_differences,
     subtract_mean_flow,
     trajectory_stack,
 )
 from flowkit.data.transforms import Crop, MultiScaleCrop, RandomCrop, apply_crop, eval_views
-from flowkit.data.values import flow_values, rgb_difference_values, rgb_values
+from flowkit.data.values import flow_values, rgb_values
 from flowkit.errors import FlowkitError
 from flowkit.flow.quantize import dequantize_flow
 from flowkit.store.index import IndexEntry
@@ -83,8 +82,10 @@ def _channels_first(x: np.ndarray, clip: bool) -> np.ndarray:
 
 
 class RGB(Modality):
-    """RGB frames: one per snippet for 2D networks (spatial stream), or a clip of `length`
-    frames `stride` apart for 3D networks, laid out (3, T, H, W); clips loop past the end."""
+    """RGB frames: `length` consecutive frames per snippet for 2D networks, stacked as 3 x
+    `length` channels (1 for the spatial stream; L + 1 for TSN's RGB difference, which the TSN
+    model differences itself), or, with `clip=True`, a clip of `length` frames `stride` apart for
+    3D networks, laid out (3, T, H, W). Clips loop past the end; snippets repeat the last frame."""
 
     def __init__(self, length: int = 1, stride: int = 1, values: str = "imagenet", clip: bool = False) -> None:
         self.clip_len, self.stride, self.values, self.clip = length, stride, values, clip
@@ -93,30 +94,12 @@ class RGB(Modality):
         return entry.frames
 
     def read(self, video: VideoRecord, start: int) -> np.ndarray:
-        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, self.stride, loop=True)
+        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, self.stride,
+                                        loop=self.clip)
         return _read_frames(video, indices)
 
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         return _channels_first(rgb_values(apply_crop(snippet, crop, is_flow=False), self.values), self.clip)
-
-
-class RGBDiff(Modality):
-    """TSN's RGB difference: `length` + 1 consecutive frames, their `length` differences stacked
-    into 3 x `length` channels (short videos repeat their last frame)."""
-
-    def __init__(self, length: int = 5, values: str = "imagenet") -> None:
-        self.clip_len, self.values = length + 1, values
-
-    def positions(self, entry: IndexEntry) -> int:
-        return entry.frames
-
-    def read(self, video: VideoRecord, start: int) -> np.ndarray:
-        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, loop=False)
-        return rgb_differences(_read_frames(video, indices))
-
-    def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
-        x = rgb_difference_values(apply_crop(snippet, crop, is_flow=False), self.values)
-        return _channels_first(x, clip=False)
 
 
 class Flow(Modality):

@@ -49,9 +49,3 @@ def trajectory_stack(flows: np.ndarray) -> np.ndarray:
         px += sampled[..., 0]
         py += sampled[..., 1]
     return out
-
-
-def rgb_differences(frames: np.ndarray) -> np.ndarray:
-    """TSN's RGB difference: (L+1, H, W, 3) uint8 frames to (L, H, W, 3) float32 differences."""
-    frames = frames.astype(np.float32)
-    return frames[1:] - frames[:-1]

@@ -25,15 +25,6 @@ def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
     raise ValueError(f"RGB values must be one of {RGB_VALUES}, not {mode!r}")
 
 
-def rgb_difference_values(differences: np.ndarray, mode: str = "imagenet") -> np.ndarray:
-    """Differences of uint8 frames (-255..255, float) scaled as their frames would be, no offset."""
-    if mode == "imagenet":
-        return differences / (255.0 * IMAGENET_STD)
-    if mode == "unit":
-        return differences / 127.5
-    raise ValueError(f"RGB values must be one of {RGB_VALUES}, not {mode!r}")
-
-
 def flow_values(flow: np.ndarray, bound: float, mode: str = "pixels") -> np.ndarray:
     """Displacements in pixels to network input: as they are, or divided by the bound."""
     if mode == "pixels":

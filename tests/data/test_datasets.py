@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from flowkit.data.annotations import from_folders
-from flowkit.data.datasets import RGB, Flow, RGBDiff, ShardDataset, TwoStreamDataset
+from flowkit.data.datasets import RGB, Flow, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.data.values import IMAGENET_MEAN, IMAGENET_STD
 from flowkit.errors import FlowkitError
@@ -97,12 +97,13 @@ def test_rgb_frames_are_normalised_with_imagenet_statistics(dataset, labels):
     assert float(unit[_index(unit, "down/ramp")][0].max()) <= 1.0
 
 
-def test_rgb_difference(dataset, labels):
-    ds = ShardDataset(dataset, labels, RGBDiff(length=3), train=False, test_snippets=1, size=32)
+def test_rgb_snippets_of_consecutive_frames_for_rgb_difference(dataset, labels):
+    # TSN's RGB difference reads L + 1 frames per snippet; its model takes the differences.
+    ds = ShardDataset(dataset, labels, RGB(length=4, values="unit"), train=False, test_snippets=1, size=32)
     x, _ = ds[_index(ds, "down/ramp")]
-    assert x.shape == (1, 9, 32, 32)
-    # Consecutive ramp frames differ by 10 grey levels: 10 / (255 * std) per channel.
-    assert np.allclose(x[0, :3].mean(dim=(-2, -1)).numpy(), 10 / (255 * IMAGENET_STD), atol=0.03)
+    assert x.shape == (1, 12, 32, 32)
+    grey = (x[0].view(4, 3, 32, 32).mean(dim=(1, 2, 3)).numpy() + 1) * 127.5
+    assert np.allclose(np.diff(grey), 10, atol=1.5)  # consecutive ramp frames
 
 
 def test_test_protocol_views(dataset, labels):

@@ -2,7 +2,6 @@ import numpy as np
 
 from flowkit.data.stacking import (
     bidirectional_stack,
-    rgb_differences,
     subtract_mean_flow,
     to_channels,
     trajectory_stack,
@@ -62,8 +61,3 @@ def test_bidirectional_puts_forward_then_backward():
     forward = np.full((2, 1, 1, 2), 1.0, np.float32)
     backward = np.full((2, 1, 1, 2), -1.0, np.float32)
     assert to_channels(bidirectional_stack(forward, backward))[:, 0, 0].tolist() == [1, 1, 1, 1, -1, -1, -1, -1]
-
-
-def test_rgb_differences():
-    frames = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (10, 30, 25)])
-    assert rgb_differences(frames)[:, 0, 0, 0].tolist() == [20.0, -5.0]
