@@ -16,7 +16,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,16 @@ from tqdm import tqdm
 
 from flowkit.background import OrderedWriter, prefetch
 from flowkit.errors import FlowkitError, VideoError
-from flowkit.flow.engines import FlowEngine, create_engine, resolve_backend, resolve_params
+from flowkit.flow.engines import (
+    FlowEngine,
+    create_engine,
+    engine_class,
+    resolve_backend,
+    resolve_params,
+)
 from flowkit.flow.quantize import DEFAULT_BOUND, quantize_flow
 from flowkit.progress import ProgressReceiver
-from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter
+from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter, WriteReport
 from flowkit.store.failures import FailureRecord
 from flowkit.store.format import (
     ENCODING_JPEG,
@@ -93,10 +99,11 @@ class ExtractSettings:
         return resolve_backend(self.algorithm, self.engine)
 
     def make_engine(self) -> FlowEngine:
-        engine = create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset)
-        if self.batch_size:
-            engine.batch_size = self.batch_size
-        return engine
+        if self.backend == "torch":
+            return engine_class(self.algorithm, "torch")(
+                resolve_params(self.algorithm, dict(self.params), self.preset), device=self.device,
+                batch_size=self.batch_size)
+        return create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset)
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
@@ -204,7 +211,7 @@ def extract_video(
             if len(window) <= settings.step:
                 continue
             batch.append((window[0], window[-1]))
-            if len(batch) < engine.batch_size:
+            if len(batch) < engine.batch_size_for(reader.height, reader.width):
                 continue
             pairs += len(batch)
             unreported += len(batch)
@@ -270,27 +277,11 @@ def _video_attrs(
 
 
 @dataclass
-class ExtractReport:
-    """What a run did; `failed` lists this run's failures, `failures` all recorded ones."""
+class ExtractReport(WriteReport):
+    """What an extraction run did."""
 
     videos: int = 0
-    skipped: int = 0
     extracted: int = 0
-    pairs: int = 0
-    seconds: float = 0.0
-    failed: list[FailureRecord] = field(default_factory=list)
-    failures: list[FailureRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.problems and not self.interrupted
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
 
 
 def available_cores() -> int:

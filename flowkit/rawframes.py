@@ -19,7 +19,7 @@ import os
 import re
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 from flowkit.errors import FlowkitError, StoreError, VideoError
 from flowkit.flow.quantize import DEFAULT_BOUND
 from flowkit.store.codec import JPEG_MAGIC, encode_jpeg
-from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter
+from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter, WriteReport
 from flowkit.store.failures import FailureRecord
 from flowkit.store.format import (
     ENCODING_JPEG,
@@ -210,28 +210,13 @@ def _export_video(video: VideoRecord, folder: Path, jpeg_quality: int) -> tuple[
 
 
 @dataclass
-class ImportReport:
-    """What an import did; `failed` lists this run's failures, `failures` all recorded ones."""
+class ImportReport(WriteReport):
+    """What an import did."""
 
     folders: int = 0
-    skipped: int = 0
     imported: int = 0
     frames: int = 0
-    pairs: int = 0
-    seconds: float = 0.0
     dropped_extra_flow: list[str] = field(default_factory=list)  # ids with one flow per frame
-    failed: list[FailureRecord] = field(default_factory=list)
-    failures: list[FailureRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
 
 
 @dataclass(frozen=True)

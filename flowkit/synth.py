@@ -1,8 +1,14 @@
-"""Synthetic videos with known motion: textured scenes moved by an affine motion per frame.
+"""Synthetic videos: textured scenes with known motion, and a small action dataset.
 
-They give tests and the demo real video files whose true optical flow is known exactly: frame t
+`render_frames` gives tests real video files whose true optical flow is known exactly: frame t
 shows the texture moved by the motion applied t times, so the flow from any frame to the next is
 `M x - x` at every pixel x, where M is the per-frame affine motion.
+
+`make_action_dataset` writes a dataset in which appearance and motion each carry part of the
+label, to show why two streams: 8 classes = 2 object colours x 4 directions of motion. The two
+colours have the same brightness (they differ only in hue), so flow, computed on grey frames,
+cannot tell them apart; a single frame shows the colour but not the motion. A spatial stream
+alone can reach 1/4, a temporal stream 1/2, and only their fusion all of it.
 """
 
 from __future__ import annotations
@@ -14,14 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowkit.errors import FlowkitError
-
-# (fourcc, container) pairs that OpenCV's bundled FFmpeg writes on every platform.
-CODECS = {
-    ".avi": "MJPG",
-    ".mp4": "mp4v",
-    ".mkv": "FFV1",
-}
+from flowkit.video import write_video
 
 
 @dataclass(frozen=True)
@@ -95,28 +94,6 @@ def render_frames(
             total[1, 2] %= height
 
 
-def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: float = 25.0) -> Path:
-    """Write BGR frames with a codec chosen by the file's extension (.avi, .mp4 or .mkv)."""
-    path = Path(path)
-    codec = CODECS.get(path.suffix.lower())
-    if codec is None:
-        raise FlowkitError(f"cannot write {path.suffix} videos; use one of {', '.join(CODECS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    try:
-        for frame in frames:
-            if writer is None:
-                height, width = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
-                if not writer.isOpened():
-                    raise FlowkitError(f"OpenCV cannot write {path} with codec {codec}")
-            writer.write(frame)
-    finally:
-        if writer is not None:
-            writer.release()
-    return path
-
-
 DEMO_MOTIONS = {
     "pan_right": (Motion(dx=2.0), ".mp4"),
     "tilt_down": (Motion(dy=1.5), ".avi"),
@@ -125,10 +102,86 @@ DEMO_MOTIONS = {
 }
 
 
-def make_demo_videos(folder: str | Path, frames: int = 24, width: int = 160, height: int = 120) -> list[Path]:
+def make_camera_videos(folder: str | Path, frames: int = 24, width: int = 160, height: int = 120) -> list[Path]:
     """A few small videos, one per kind of camera motion, in three containers."""
     folder = Path(folder)
     paths = []
     for seed, (name, (motion, ext)) in enumerate(DEMO_MOTIONS.items()):
         paths.append(write_video(folder / f"{name}{ext}", render_frames(motion, frames, width, height, seed)))
+    return paths
+
+
+# ---- the action dataset ---------------------------------------------------------------------------
+
+# A colour offset with zero luma (BGR; OpenCV's grey is 0.114 B + 0.587 G + 0.299 R): added to
+# a grey texture it tints it without changing the grey frame that flow is computed on.
+_CHROMA = np.array([0.0, -0.299 * 50 / 0.587, 50.0])
+APPEARANCES = {"warm": 1.0, "cool": -1.0}
+DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
+ACTION_CLASSES = [f"{a}_{d}" for a in APPEARANCES for d in DIRECTIONS]
+
+
+def render_action(appearance: str, direction: str, rng: np.random.Generator, frames: int = 16,
+                  size: int = 64, scene_seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """One clip of a tinted, textured disc crossing a static, tiling background (wrapping around
+    the frame); returns the BGR frames and the disc's centre (x, y) in each.
+
+    Every clip of one `scene_seed` shares the background and the disc's grey texture (shifted
+    at random): nothing but the disc's hue and its motion tells clips apart, so a network cannot
+    learn its way round the two cues by recognising scenes.
+    """
+    background = random_texture(size, size, scene_seed)
+    grey = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)[..., None].astype(np.float64)
+    background = np.clip(0.85 * grey + 0.15 * background, 0, 255).astype(np.uint8)  # muted colours
+    background = np.roll(background, tuple(rng.integers(0, size, size=2)), axis=(0, 1))
+    radius = 0.17 * size
+    side = int(2 * radius + 4)
+    texture = random_texture(side, side, scene_seed + 1)
+    luma = cv2.cvtColor(texture, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    luma = 70 + luma * (110 / 255)  # room for the tint: no channel clips, so grey stays equal
+    tinted = np.clip(luma[..., None] + APPEARANCES[appearance] * _CHROMA, 0, 255)
+    ys, xs = np.mgrid[0:side, 0:side]
+    alpha = np.clip(radius - np.hypot(xs - (side - 1) / 2, ys - (side - 1) / 2) + 0.5, 0, 1)
+    speed = rng.uniform(0.025, 0.04) * size
+    dx, dy = DIRECTIONS[direction]
+    # The background tiles, so the disc wraps around the frame: where it is says nothing about
+    # where it goes, and a single frame shows its colour only.
+    start = rng.uniform(0, size, size=2)
+    centres = (start + np.outer(np.arange(frames), [dx * speed, dy * speed])) % size
+    out = []
+    for cx, cy in centres:
+        frame = background.astype(np.float64)
+        for ox in (-size, 0, size):
+            for oy in (-size, 0, size):
+                shift = np.array([[1.0, 0.0, cx + ox - (side - 1) / 2], [0.0, 1.0, cy + oy - (side - 1) / 2]])
+                layer = cv2.warpAffine(tinted, shift, (size, size), flags=cv2.INTER_LINEAR)
+                weight = cv2.warpAffine(alpha, shift, (size, size), flags=cv2.INTER_LINEAR)[..., None]
+                frame = weight * layer + (1 - weight) * frame
+        out.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return out, centres
+
+
+def make_action_dataset(folder: str | Path, videos_per_class: int = 24, frames: int = 16,
+                        size: int = 64, test_per_class: int = 8, seed: int = 0) -> list[Path]:
+    """`<folder>/<class>/<class>_NN.avi` for the 8 classes, plus UCF101-style split files in
+    `<folder>/splits` (classInd.txt, trainlist01.txt, testlist01.txt): the last
+    `test_per_class` videos of each class are the test split."""
+    folder = Path(folder)
+    splits = folder / "splits"
+    splits.mkdir(parents=True, exist_ok=True)
+    paths, train, test = [], [], []
+    for label, name in enumerate(ACTION_CLASSES):
+        appearance, direction = name.split("_")
+        for k in range(videos_per_class):
+            rng = np.random.default_rng((seed, label, k))
+            clip, _ = render_action(appearance, direction, rng, frames, size, scene_seed=seed)
+            rel = f"{name}/{name}_{k:02d}.avi"
+            paths.append(write_video(folder / rel, iter(clip)))
+            if k < videos_per_class - test_per_class:
+                train.append(f"{rel} {label + 1}\n")
+            else:
+                test.append(f"{rel}\n")
+    (splits / "classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(ACTION_CLASSES)))
+    (splits / "trainlist01.txt").write_text("".join(train))
+    (splits / "testlist01.txt").write_text("".join(test))
     return paths

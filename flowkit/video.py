@@ -9,7 +9,7 @@ truncated.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,10 @@ from flowkit.errors import FlowkitError, VideoError
 VIDEO_EXTENSIONS = frozenset(
     [".avi", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".ts", ".mts", ".m2ts", ".vob", ".asf", ".divx"]
 )
+
+# (fourcc) a container gets when flowkit writes videos: codecs OpenCV's bundled FFmpeg writes
+# on every platform.
+WRITE_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "FFV1"}
 
 # A video that decodes to fewer than this share of the frames its header claims is truncated.
 # Headers are often off by a frame or two (HDMB51's AVIs claim one more than decoders return).
@@ -272,3 +276,25 @@ def _resample(
         while k / fps < end - 1e-9:
             yield start + k / fps, prev[1]
             k += 1
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0) -> Path:
+    """Write BGR frames, sized by the first, with the codec of the extension (.avi, .mp4, .mkv)."""
+    path = Path(path)
+    codec = WRITE_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise FlowkitError(f"cannot write {path.suffix or 'extension-less'} videos; use one of {', '.join(WRITE_CODECS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    try:
+        for frame in frames:
+            if writer is None:
+                height, width = frame.shape[:2]
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+                if not writer.isOpened():
+                    raise FlowkitError(f"OpenCV cannot write {path} with codec {codec}")
+            writer.write(frame)
+    finally:
+        if writer is not None:
+            writer.release()
+    return path

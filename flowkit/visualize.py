@@ -10,6 +10,7 @@ import numpy as np
 from flowkit.errors import FlowkitError
 from flowkit.flow.colorwheel import flow_to_color
 from flowkit.store.reader import VideoRecord
+from flowkit.video import write_video
 
 
 def flow_panel(video: VideoRecord, index: int, max_magnitude: float | None = None) -> np.ndarray:
@@ -22,7 +23,7 @@ def flow_panel(video: VideoRecord, index: int, max_magnitude: float | None = Non
 
 def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None = None,
                        max_magnitude: float | None = None) -> Path:
-    """A PNG/JPEG of one pair, or an MP4/AVI of every pair, chosen by `output`'s extension."""
+    """A PNG/JPEG of one pair, or a video (.mp4, .avi, .mkv) of every pair, by `output`'s extension."""
     output = Path(output)
     pairs = video.flow.shape[0]
     if pairs == 0:
@@ -35,24 +36,11 @@ def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None
         if not cv2.imwrite(str(output), flow_panel(video, index % pairs, max_magnitude)):
             raise FlowkitError(f"cannot write {output}")
         return output
-    if suffix in (".mp4", ".avi"):
+    if suffix in (".mp4", ".avi", ".mkv"):
         # One scale for the whole clip, so colours compare across frames.
         scale = max_magnitude or max(
             float(np.linalg.norm(video.flow_pixels(i), axis=-1).max()) for i in range(pairs)
         )
-        writer = None
-        try:
-            for i in range(pairs):
-                panel = flow_panel(video, i, scale)
-                if writer is None:
-                    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
-                    writer = cv2.VideoWriter(str(output), fourcc, float(video.attrs.get("fps") or 25.0),
-                                             (panel.shape[1], panel.shape[0]))
-                    if not writer.isOpened():
-                        raise FlowkitError(f"cannot write {output}")
-                writer.write(panel)
-        finally:
-            if writer is not None:
-                writer.release()
-        return output
-    raise FlowkitError(f"cannot write {suffix or 'extension-less'} files; use .png, .jpg, .mp4 or .avi")
+        panels = (flow_panel(video, i, scale) for i in range(pairs))
+        return write_video(output, panels, float(video.attrs.get("fps") or 25.0))
+    raise FlowkitError(f"cannot write {suffix or 'extension-less'} files; use .png, .jpg, .mp4, .avi or .mkv")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowkit.synth import Motion, render_frames, write_video
+from flowkit.synth import Motion, render_frames
+from flowkit.video import write_video
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 

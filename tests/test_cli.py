@@ -129,8 +129,18 @@ def test_help_lists_every_algorithm_parameter_and_python_m_works():
     assert done.returncode == 0 and done.stdout.startswith("flowkit, version")
 
 
-def test_synth_writes_demo_videos(runner, tmp_path):
-    result, _ = invoke(runner, "synth", tmp_path / "demo", "--frames", "3", "--size", "32x24")
-    assert result.exit_code == 0
-    written = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert written == ["pan_right.mp4", "rotate.mkv", "tilt_down.avi", "zoom_in.mp4"]
+def test_synth_writes_the_action_dataset_and_camera_clips(runner, tmp_path):
+    result, _ = invoke(runner, "synth", tmp_path / "actions", "--videos-per-class", "3",
+                       "--test-per-class", "1", "--frames", "4", "--size", "32")
+    assert result.exit_code == 0 and "wrote 24 videos" in result.output
+    classes = sorted(p.name for p in (tmp_path / "actions").iterdir() if p.name != "splits")
+    assert classes == sorted(f"{a}_{d}" for a in ("warm", "cool") for d in ("right", "left", "down", "up"))
+    from flowkit.data.annotations import read_ucf101
+
+    labels = read_ucf101(tmp_path / "actions/splits")
+    assert labels.counts() == {"train": 16, "test": 8} and labels.classes[0] == "warm_right"
+    result, _ = invoke(runner, "synth", tmp_path / "camera", "--kind", "camera", "--frames", "3", "--size", "24")
+    assert sorted(p.name for p in (tmp_path / "camera").iterdir()) == [
+        "pan_right.mp4", "rotate.mkv", "tilt_down.avi", "zoom_in.mp4"]
+    result, output = invoke(runner, "synth", tmp_path / "bad", "--test-per-class", "30")
+    assert result.exit_code == EXIT_BAD_INPUT and "--test-per-class" in output

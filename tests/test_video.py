@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError, VideoError
-from flowkit.synth import Motion, render_frames, write_video
-from flowkit.video import FrameSize, VideoReader, _resample, find_videos, video_id
+from flowkit.synth import Motion, render_frames
+from flowkit.video import FrameSize, VideoReader, _resample, find_videos, video_id, write_video
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -175,3 +175,11 @@ def test_truncated_video_is_detected_after_decoding(tmp_path):
     with pytest.raises(VideoError, match=r"truncated: decoded \d+ of the 40 frames"):
         list(reader)
     assert 0 < reader.decoded < 36
+
+
+def test_write_video_picks_the_codec_by_extension(tmp_path):
+    frames = list(render_frames(Motion(dx=1), 3, 32, 24))
+    for name in ("a.avi", "b.mp4", "c.mkv"):
+        assert len(list(VideoReader(write_video(tmp_path / name, frames), FrameSize.keep()))) == 3
+    with pytest.raises(FlowkitError, match=r"cannot write \.webm videos"):
+        write_video(tmp_path / "d.webm", frames)

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from flowkit.errors import FlowkitError
 from flowkit.video import video_id
@@ -95,6 +96,17 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
+def _csv_rows(path: Path, reader: Any) -> list[Any]:
+    """Every row of a CSV file, read with `csv.reader` or `csv.DictReader`."""
+    try:
+        with open(path, newline="") as handle:
+            return list(reader(handle))
+    except OSError as exc:
+        raise AnnotationError(f"cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise AnnotationError(f"{path} is not a CSV file ({exc})") from None
+
+
 def _int(path: Path, lineno: int, text: str, what: str) -> int:
     try:
         return int(text)
@@ -170,11 +182,7 @@ def read_kinetics_csv(path: str | Path, classes: list[str] | None = None) -> Lab
     `classes` fixes the label order (Kinetics-400's label map); by default, sorted names.
     """
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            records = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise AnnotationError(f"cannot read {path}: {exc.strerror}") from None
+    records = _csv_rows(path, csv.DictReader)
     needed = {"label", "youtube_id", "time_start", "time_end", "split"}
     if not records or not needed <= set(records[0]):
         raise AnnotationError(f"{path}: expected the columns {', '.join(sorted(needed))}")
@@ -219,11 +227,7 @@ def read_file_list(path: str | Path, split: str = "", classes: list[str] | None 
 def read_csv(path: str | Path, split: str = "") -> LabelList:
     """A CSV with columns `video,label` (label: a class name or a 0-based index)."""
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            records = list(csv.reader(handle))
-    except OSError as exc:
-        raise AnnotationError(f"cannot read {path}: {exc.strerror}") from None
+    records = _csv_rows(path, csv.reader)
     if records and [c.strip().lower() for c in records[0][:2]] == ["video", "label"]:
         records = records[1:]
         start = 2
@@ -254,3 +258,56 @@ def from_folders(ids: Iterable[str], split: str = "") -> LabelList:
     classes = sorted({vid.rsplit("/", 2)[-2] for vid in ids})
     index = {name: i for i, name in enumerate(classes)}
     return LabelList(classes, [Annotation(vid, index[vid.rsplit("/", 2)[-2]], split) for vid in ids])
+
+
+LABEL_FORMATS = ("auto", "ucf101", "hmdb51", "kinetics", "filelist", "csv", "folders")
+
+
+def detect_format(path: Path) -> str:
+    """Which reader a labels path calls for, from what it is and holds."""
+    if path.is_dir():
+        if (path / "classInd.txt").is_file():
+            return "ucf101"
+        if any(path.glob("*_test_split[123].txt")):
+            return "hmdb51"
+        raise AnnotationError(f"{path} holds neither UCF101 (classInd.txt) nor HMDB51 (*_test_split1.txt) split files")
+    if not path.is_file():
+        raise AnnotationError(f"labels {path} do not exist")
+    if path.suffix.lower() == ".csv":
+        header = path.read_text().split("\n", 1)[0]
+        return "kinetics" if "youtube_id" in header else "csv"
+    return "filelist"
+
+
+def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", split: int = 1,
+                test: str | Path | None = None) -> tuple[LabelList, LabelList]:
+    """(train, test) label lists matched to a dataset's `ids`, from any supported description.
+
+    UCF101 and HMDB51 folders and Kinetics CSVs carry their splits; a file list or a plain CSV is
+    the training list and `test` names the test one; `folders` (or no path) labels every video
+    by its class folder and needs `test` too, or uses no test split.
+    """
+    ids = list(ids)
+    if fmt not in LABEL_FORMATS:
+        raise AnnotationError(f"label format must be one of {', '.join(LABEL_FORMATS)}, not {fmt!r}")
+    if path is None or fmt == "folders":
+        labels = from_folders(ids, "train")
+        return labels, (from_folders(_read_ids(Path(test)), "test") if test else LabelList(labels.classes))
+    path = Path(path)
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt in ("ucf101", "hmdb51", "kinetics"):
+        reader = {"ucf101": read_ucf101, "hmdb51": read_hmdb51}.get(fmt)
+        labels = reader(path, split) if reader else read_kinetics_csv(path)
+        matched = labels.match(ids, missing="warn")
+        test_name = "val" if fmt == "kinetics" and not any(r.split == "test" for r in matched.rows) else "test"
+        return matched.split("train"), matched.split(test_name)
+    read = read_file_list if fmt == "filelist" else read_csv
+    train = read(path, "train").match(ids, missing="warn")
+    if test is None:
+        return train, LabelList(train.classes)
+    test_list = read(Path(test), "test").match(ids, missing="warn")
+    return train, LabelList(train.classes, test_list.rows)
+
+
+def _read_ids(path: Path) -> list[str]:
+    return [video_id(line.split()[0]) for _, line in _lines(path)]

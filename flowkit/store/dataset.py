@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,29 @@ from flowkit.store.layout import DatasetLayout, write_json_atomic
 from flowkit.store.shards import ShardWriter, VideoVersion, list_versions
 
 DEFAULT_SHARD_BYTES = 1 << 30
+
+
+@dataclass
+class WriteReport:
+    """What a run writing into a dataset did; `failed` lists this run's failures, `failures` all
+    the dataset has recorded, `problems` what is wrong with the dataset itself."""
+
+    skipped: int = 0
+    pairs: int = 0
+    seconds: float = 0.0
+    failed: list[FailureRecord] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
 
 
 class DatasetWriter:

@@ -6,7 +6,6 @@ videos a shard (or staged file) holds, from the attributes every video group car
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,12 +17,11 @@ import h5py
 from flowkit.errors import StoreError
 from flowkit.store.format import (
     COMPLETE_ATTR,
-    FORMAT_VERSION,
     SHARD_FORMAT_NAME,
     VIDEOS_GROUP,
     video_group,
 )
-from flowkit.store.layout import TMP_SUFFIX, publish
+from flowkit.store.pending import PendingShard
 
 
 @dataclass(frozen=True)
@@ -105,11 +103,8 @@ class ShardWriter:
     """Copies complete videos from other files into one new shard, published by `commit()`."""
 
     def __init__(self, shard_dir: Path) -> None:
-        self.final_path = Path(shard_dir) / new_shard_name()
-        self.tmp_path = self.final_path.with_name(f"{self.final_path.name}.{os.getpid()}{TMP_SUFFIX}")
-        self._file = h5py.File(self.tmp_path, "w")
-        self._file.attrs["format"] = SHARD_FORMAT_NAME
-        self._file.attrs["format_version"] = FORMAT_VERSION
+        self._pending = PendingShard(Path(shard_dir) / new_shard_name())
+        self.final_path = self._pending.final_path
         self.ids: list[str] = []
 
     def add(self, version: VideoVersion) -> None:
@@ -117,16 +112,12 @@ class ShardWriter:
         name = video_group(version.id)
         parent, _, leaf = name.rpartition("/")
         with h5py.File(version.file, "r") as source:
-            source.copy(source[name], self._file.require_group(parent), name=leaf)
+            source.copy(source[name], self._pending.file.require_group(parent), name=leaf)
         self.ids.append(version.id)
 
     def commit(self) -> Path:
-        self._file.close()
-        publish(self.tmp_path, self.final_path)
+        self._pending.publish()
         return self.final_path
 
     def abort(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            self.tmp_path.unlink(missing_ok=True)
+        self._pending.discard()

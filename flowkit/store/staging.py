@@ -7,7 +7,6 @@ on disk. A process killed mid-video leaves only a temporary file, which the next
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +24,13 @@ from flowkit.store.format import (
     ENCODING_RAW,
     FLOW,
     FLOW_BACKWARD,
-    FORMAT_VERSION,
     QUALITY_ATTR,
     RGB,
-    SHARD_FORMAT_NAME,
     VideoAttrs,
     video_group,
 )
-from flowkit.store.layout import TMP_SUFFIX, publish, safe_name
+from flowkit.store.layout import safe_name
+from flowkit.store.pending import PendingShard
 
 DEFAULT_COMPRESSION = 4
 DEFAULT_QUALITY = 95  # denseflow's and OpenCV's JPEG quality
@@ -137,12 +135,9 @@ class StagedVideoWriter:
         self.size = 0  # bytes of the published file, set by commit()
         self.flow_quality = flow_quality
         self.rgb_quality = rgb_quality
-        self.final_path = Path(staging_dir) / f"{safe_name(video_id)}.h5"
-        self.tmp_path = self.final_path.with_name(f"{self.final_path.name}.{os.getpid()}{TMP_SUFFIX}")
-        self._file = h5py.File(self.tmp_path, "w")
-        self._file.attrs["format"] = SHARD_FORMAT_NAME
-        self._file.attrs["format_version"] = FORMAT_VERSION
-        self._group = self._file.create_group(video_group(video_id))
+        self._pending = PendingShard(Path(staging_dir) / f"{safe_name(video_id)}.h5")
+        self.final_path = self._pending.final_path
+        self._group = self._pending.file.create_group(video_group(video_id))
 
         def flow_series(name: str) -> _RawFlowSeries | _JpegSeries:
             if flow_format == ENCODING_RAW:
@@ -193,16 +188,11 @@ class StagedVideoWriter:
         for key, value in attrs.stamped().items():
             self._group.attrs[key] = value
         self._group.attrs[COMPLETE_ATTR] = True
-        self._file.close()
         # Measured before publishing: once published, the main process may pack and delete it.
-        self.size = self.tmp_path.stat().st_size
-        publish(self.tmp_path, self.final_path)
+        self.size = self._pending.publish()
         return self.final_path
 
     def abort(self) -> None:
         """Drop the half-written video."""
-        try:
-            self._file.close()
-        finally:
-            self.tmp_path.unlink(missing_ok=True)
+        self._pending.discard()
 

@@ -14,8 +14,8 @@ from flowkit.data.values import IMAGENET_MEAN, IMAGENET_STD
 from flowkit.errors import FlowkitError
 from flowkit.extract import ExtractSettings, extract
 from flowkit.store.reader import FlowStore
-from flowkit.synth import Motion, render_frames, write_video
-from flowkit.video import FrameSize
+from flowkit.synth import Motion, render_frames
+from flowkit.video import FrameSize, write_video
 
 W, H = 64, 48
 

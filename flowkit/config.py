@@ -1,0 +1,159 @@
+"""Training settings: one dataclass, read from a pipeline TOML file, overridden from the command line.
+
+    config = load_config("pipelines/ucf101-tsn.toml", {"batch_size": "32", "flow.lr": "0.01"})
+
+Top-level keys hold what both streams share; the `[rgb]` and `[flow]` tables hold what each
+stream trains with (the papers train them apart, with their own rates and schedules). Unknown
+keys and values of the wrong type are one-line errors naming the file or option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from flowkit.errors import FlowkitError
+
+ARCHITECTURES = ("twostream", "tsn", "i3d")
+FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
+
+
+@dataclass
+class StreamConfig:
+    """How one stream trains: SGD with momentum, a step schedule, gradient clipping, dropout."""
+
+    lr: float = 0.001
+    epochs: int = 80
+    lr_steps: list[int] = field(default_factory=lambda: [30, 60])
+    dropout: float = 0.8
+    clip_grad: float = 20.0  # max global gradient norm; 0 turns clipping off
+    init: str = ""  # a checkpoint to start from (2D ImageNet weights, I3D weights, a flowkit run)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides the data; defaults are TSN's (Wang et al. 2016) on UCF101."""
+
+    arch: str = "tsn"  # twostream (Simonyan & Zisserman 2014), tsn, or i3d (Carreira & Zisserman 2017)
+    fusion: str = "late"  # late, or a mid-level fusion trained jointly: sum, max, concat, conv, bilinear
+    backbone: str = "bninception"  # 2D backbone of twostream and tsn (any 2D model of flowkit.models)
+    segments: int = 3  # TSN's K (twostream: 1 snippet)
+    flow_length: int = 5  # L flows per snippet (twostream: 10)
+    stacking: str = "flow"  # flow or trajectory
+    mean_subtraction: bool = False
+    consensus: str = "avg"  # TSN's segmental consensus: avg, max, weighted
+    partial_bn: bool = True  # TSN's partial BN (for fine-tuning pretrained weights; off from scratch)
+    clip_length: int = 64  # i3d: frames per clip
+    clip_stride: int = 1
+    crop_size: int = 224
+    flip: bool = True  # mirror half the training samples (off when left/right matters to the labels)
+    batch_size: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_gamma: float = 0.1  # the rate is multiplied by this at each step
+    test_snippets: int = 25  # 2D nets: snippets per test video (3D: every clip)
+    test_crops: int = 1  # 1 (centre) or 10
+    fusion_weights: list[float] = field(default_factory=lambda: [1.0, 1.5])  # RGB : flow
+    fusion_average: str = "logits"  # late fusion averages logits (TSN) or softmax (two-stream paper)
+    fusion_frames: int = 5  # mid-level fusion: time steps per sample
+    workers: int = 2  # DataLoader worker processes
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    amp: bool = True  # mixed precision on CUDA (never on CPU)
+    eval_every: int = 1  # epochs between evaluations on the test split during training
+    rgb: StreamConfig = field(default_factory=StreamConfig)
+    flow: StreamConfig = field(default_factory=lambda: StreamConfig(
+        lr=0.001, epochs=340, lr_steps=[190, 300], dropout=0.7))
+
+    def validate(self) -> None:
+        checks = [
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}"),
+            (self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}"),
+            (self.fusion == "late" or self.arch != "i3d",
+             "mid-level fusion joins two 2D towers: use arch twostream or tsn, or fusion late"),
+            (self.stacking in ("flow", "trajectory"), f"stacking must be flow or trajectory, not {self.stacking!r}"),
+            (self.test_crops in (1, 10), f"test_crops must be 1 or 10, not {self.test_crops}"),
+            (len(self.fusion_weights) == 2, "fusion_weights takes two numbers: RGB and flow"),
+            (self.fusion_average in ("logits", "softmax"), "fusion_average must be logits or softmax"),
+            (min(self.segments, self.flow_length, self.clip_length, self.batch_size, self.crop_size,
+                 self.test_snippets, self.clip_stride, self.fusion_frames) >= 1,
+             "segments, lengths, sizes and counts must be at least 1"),
+        ]
+        for stream in ("rgb", "flow"):
+            s = getattr(self, stream)
+            checks += [(s.lr > 0 and s.epochs >= 1, f"{stream}.lr must be positive and {stream}.epochs at least 1"),
+                       (0 <= s.dropout < 1, f"{stream}.dropout must be in [0, 1)")]
+        for ok, message in checks:
+            if not ok:
+                raise FlowkitError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    """A TOML value or command-line string as the field's type."""
+    origin = getattr(kind, "__origin__", None)
+    try:
+        if origin is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            inner = kind.__args__[0]
+            return [inner(item) for item in items]
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text in ("true", "1", "yes")
+        if (kind is float and isinstance(value, bool)) or (kind is int and isinstance(value, float)):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise FlowkitError(f"{where}: {value!r} is not a {getattr(kind, '__name__', kind)}") from None
+
+
+def _apply(target: Any, values: dict[str, Any], where: str) -> None:
+    hints = get_type_hints(type(target))
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise FlowkitError(f"{where}: unknown setting {key!r} (settings: {known})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise FlowkitError(f"{where}: {key} is a table of settings")
+            _apply(getattr(target, key), value, f"{where} [{key}]")
+        else:
+            setattr(target, key, _convert(value, kind, f"{where}: {key}"))
+
+
+def load_config(pipeline: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the pipeline file, then `overrides` (dotted keys: `flow.lr`)."""
+    config = TrainConfig()
+    if pipeline is not None:
+        path = Path(pipeline)
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise FlowkitError(f"cannot read pipeline {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise FlowkitError(f"{path} is not valid TOML: {exc}") from None
+        _apply(config, data, str(path))
+    for key, value in (overrides or {}).items():
+        nested: dict[str, Any] = {}
+        cursor = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = value
+        _apply(config, nested, f"option {key}")
+    config.validate()
+    return config
