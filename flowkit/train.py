@@ -113,7 +113,7 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData) -> tup
     test = None
     if data.test:
         test = ShardDataset(data.path, data.test, modality, train=False, test_snippets=config.test_snippets,
-                            test_crops=config.test_crops, **common)
+                            test_crops=config.test_crops, test_flip=config.flip, **common)
     return train, test
 
 
@@ -406,7 +406,8 @@ def train_joint_fusion(config: TrainConfig, data: LabelledData, out: Path, resum
                                  ShardDataset(data.path, data.train, flow_mod, segments=t, transform=crop, **common))
     test_set = None
     if data.test:
-        test_common = {"train": False, "test_snippets": snippets, "test_crops": 1, **common}
+        test_common = {"train": False, "test_snippets": snippets, "test_crops": 1,
+                       "test_flip": config.flip, **common}
         test_set = TwoStreamDataset(ShardDataset(data.path, data.test, rgb_mod, **test_common),
                                     ShardDataset(data.path, data.test, flow_mod, **test_common))
     classes = len(data.classes)

@@ -202,7 +202,7 @@ class ShardDataset(Dataset):
     Sampling: `segments` snippets (TSN; 1 for the two-stream paper's single snippet), or, with
     `clips=True`, one dense clip (3D networks). Test mode (`train=False`): `test_snippets` evenly
     spaced snippets (or every non-overlapping clip) times `test_crops` crops (1 or 10), stacked
-    on the first axis. `transform` draws training crops (default: TSN's multi-scale crop for
+    on the first axis (ten crops are five when `test_flip` is off). `transform` draws training crops (default: TSN's multi-scale crop for
     snippets, a random crop for clips); `size` is the crop side.
     """
 
@@ -219,6 +219,7 @@ class ShardDataset(Dataset):
         size: int = 224,
         test_snippets: int = 25,
         test_crops: int = 1,
+        test_flip: bool = True,
         seed: int = 0,
     ) -> None:
         self.store = _Store(path)
@@ -228,6 +229,7 @@ class ShardDataset(Dataset):
         self.modality, self.segments, self.clips, self.train = modality, segments, clips, train
         self.transform = transform or (RandomCrop(size) if clips else MultiScaleCrop(size))
         self.size, self.test_snippets, self.test_crops = size, test_snippets, test_crops
+        self.test_flip = test_flip
         self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
@@ -258,7 +260,7 @@ class ShardDataset(Dataset):
     def crops(self, entry: IndexEntry, rng: np.random.Generator | None) -> list[Crop]:
         if rng is not None:
             return [self.transform.draw(rng, entry.height, entry.width)]
-        return eval_views(entry.height, entry.width, self.size, self.test_crops)
+        return eval_views(entry.height, entry.width, self.size, self.test_crops, self.test_flip)
 
     def render(self, video: VideoRecord, starts: np.ndarray, crops: list[Crop]) -> torch.Tensor:
         """Every snippet at `starts` under every crop, in the network's layout, stacked."""

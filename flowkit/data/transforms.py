@@ -104,10 +104,12 @@ def ten_crops(height: int, width: int, size: int = 224) -> list[Crop]:
     return crops + [Crop(c.top, c.left, c.height, c.width, c.size, flip=True) for c in crops]
 
 
-def eval_views(height: int, width: int, size: int = 224, crops: int = 1) -> list[Crop]:
-    """`crops` = 1 (centre) or 10 (ten crops)."""
+def eval_views(height: int, width: int, size: int = 224, crops: int = 1, flip: bool = True) -> list[Crop]:
+    """`crops` = 1 (centre) or 10 (ten crops). Without `flip` (for labels that mirroring would
+    change, such as left and right) the ten crops are the five unmirrored ones."""
     if crops == 1:
         return center_crop(height, width, size)
     if crops == 10:
-        return ten_crops(height, width, size)
+        views = ten_crops(height, width, size)
+        return views if flip else views[:5]
     raise ValueError(f"test crops must be 1 or 10, not {crops}")

@@ -55,5 +55,7 @@ def test_ten_crops_are_corners_centre_and_their_mirrors():
     for plain, mirrored in zip(views[:5], views[5:], strict=True):
         assert np.array_equal(plain[:, :, ::-1], mirrored)
     assert len(eval_views(8, 10, 4, crops=1)) == 1
+    assert not any(c.flip for c in eval_views(8, 10, 4, crops=10, flip=False))
+    assert len(eval_views(8, 10, 4, crops=10, flip=False)) == 5
     with pytest.raises(ValueError):
         eval_views(8, 10, 4, crops=3)
