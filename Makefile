@@ -6,8 +6,12 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 FLOWKIT := $(VENV)/bin/flowkit
 DEMO ?= demo
+VIDEOS ?= videos
+OUT ?= out.h5
+SHARDS ?= 8
+EXTRACT_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean extract
 
 install: $(VENV)/.installed
 
@@ -29,6 +33,11 @@ demo: install $(DEMO)/videos
 	$(FLOWKIT) show $(DEMO)/out.h5 warm_right/warm_right_00 -o $(DEMO)/warm_right.png
 	$(FLOWKIT) train-two-stream --data $(DEMO)/out.h5 --labels $(DEMO)/videos/splits \
 		--pipeline pipelines/demo.toml --out $(DEMO)/run --resume
+
+# Batch extraction through make's own rules (pipelines/extract.mk), e.g.
+#   make extract VIDEOS=UCF-101 OUT=ucf101.h5 SHARDS=64 -j 16
+extract: install
+	$(MAKE) -f pipelines/extract.mk FLOWKIT=$(abspath $(FLOWKIT)) VIDEOS=$(VIDEOS) OUT=$(OUT) SHARDS=$(SHARDS) EXTRACT_ARGS="$(EXTRACT_ARGS)"
 
 test: install
 	$(PY) -m pytest -q

@@ -100,14 +100,18 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Frame pairs per torch engine call [default: 1 on CPU, 32 on GPU].")
 @click.option("--force", is_flag=True, help="Redo every video, even those already done.")
 @click.option("--shard-size", type=int, default=1024, show_default=True, help="Target shard size in MB.")
+@click.option("--scheduler", "--dask", "scheduler", default=None, metavar="ADDRESS",
+              help="Run on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.")
+@click.option("--task-size", type=int, default=16, show_default=True,
+              help="Videos per Dask task; each task writes one shard.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: failures and a summary only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str, engine: str,
             device: str, preset: str, params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
             flow_format: str, flow_quality: int, compression: int, jobs: int | None,
-            batch_size: int | None, force: bool, shard_size: int, quiet: bool,
-            as_json: bool) -> None:
+            batch_size: int | None, force: bool, shard_size: int, scheduler: str | None,
+            task_size: int, quiet: bool, as_json: bool) -> None:
     """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
 
     Run it again to resume: complete videos are skipped, changed sources are redone.
@@ -138,6 +142,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     report = run_extract(
         input_dir, output, settings, list_file=list_file, jobs=jobs, force=force,
         progress=not quiet and not as_json, shard_bytes=shard_size << 20,
+        scheduler=scheduler, task_size=task_size,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
@@ -540,6 +545,55 @@ def fuse(scores: tuple[Path, ...], weights: tuple[float, ...], average: str, lea
     if out:
         fused.save(out)
         click.echo(f"wrote {out}")
+
+
+# ---- scaling out ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def merge(output: Path, inputs: tuple[Path, ...]) -> None:
+    """Join the datasets INPUTS (made elsewhere: machines, make targets) into OUTPUT.
+
+    Their shards are hard-linked (copied across file systems); all must share one set of settings.
+    """
+    from flowkit.store.merge import merge_datasets
+
+    report = merge_datasets(output, list(inputs))
+    click.echo(f"{output}: {report.videos} videos from {report.inputs} datasets, {report.shards} shards "
+               f"({report.linked} linked); {report.failures} failures recorded", err=True)
+    _echo_failures([], report.problems)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--shards", type=int, required=True, help="How many shards to write.")
+def split(source: Path, output: Path, shards: int) -> None:
+    """Repack the dataset SOURCE into a new dataset OUTPUT of SHARDS shards of about equal size."""
+    from flowkit.store.merge import repack
+
+    report = repack(source, output, shards)
+    click.echo(f"{output}: {report.videos} videos in {report.shards} shards", err=True)
+
+
+@cli.command()
+@click.argument("input_dir", type=click.Path(path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--parts", type=int, required=True, help="How many lists.")
+@click.option("--list", "list_file", type=click.Path(path_type=Path), help="Split these videos only.")
+def partition(input_dir: Path, folder: Path, parts: int, list_file: Path | None) -> None:
+    """Split the videos of INPUT_DIR into PARTS lists FOLDER/list-NNN.txt, for `extract --list`.
+
+    A video's list depends on its id only, and a list file is rewritten only when it changes,
+    so make (pipelines/extract.mk) redoes only the parts whose videos changed. Prints the lists.
+    """
+    from flowkit.partition import write_part_lists
+    from flowkit.video import find_videos
+
+    for path in write_part_lists(find_videos(input_dir, list_file), parts, folder):
+        click.echo(path)
 
 
 def main() -> None:

@@ -138,6 +138,7 @@ class VideoOutcome:
     bytes: int = 0
     error: str = ""
     detail: str = ""
+    staged: bool = True  # False when the video is already packed into a shard (a Dask task's)
 
 
 # ---- the worker side ------------------------------------------------------------------------
@@ -319,6 +320,13 @@ def plan(
 
 def _run_workers(
     todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int,
+) -> Callable[[Callable[[int], None]], Iterable[VideoOutcome]]:
+    """The outcomes of `todo` extracted by `jobs` processes, given a callback for pair counts."""
+    return lambda on_pairs: _worker_outcomes(todo, staging_dir, settings, jobs, on_pairs)
+
+
+def _worker_outcomes(
+    todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int,
     on_pairs: Callable[[int], None],
 ) -> Iterable[VideoOutcome]:
     workers = max(1, min(jobs, len(todo)))
@@ -348,8 +356,13 @@ def extract(
     force: bool = False,
     progress: bool = True,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    scheduler: str | None = None,
+    task_size: int = 16,
 ) -> ExtractReport:
     """Extract every video under `input_dir` (or in `list_file`) into the dataset `output`.
+
+    With `scheduler` (`tcp://host:port`, or `local:N` for N local worker processes), videos go
+    to a Dask cluster in tasks of `task_size`, each packed into its own shard.
 
     Raises FlowkitError for problems with the run as a whole (missing input folder, unwritable or
     foreign output, changed settings without `force`); a bad video is recorded and reported.
@@ -362,6 +375,8 @@ def extract(
     jobs = jobs or available_cores()
     if jobs < 1:
         raise FlowkitError(f"--jobs must be at least 1, got {jobs}")
+    if task_size < 1:
+        raise FlowkitError(f"--task-size must be at least 1, got {task_size}")
     report = ExtractReport(videos=len(videos))
     start = time.perf_counter()
     with DatasetWriter(output, shard_bytes) as dataset:
@@ -376,7 +391,15 @@ def extract(
             dataset.failed(failure)
             report.failed.append(failure)
         try:
-            _extract_all(dataset, todo, settings, jobs, progress, report)
+            if scheduler:
+                from flowkit.cluster import dask_client, run_tasks
+
+                with dask_client(scheduler) as client:
+                    outcomes = run_tasks(client, todo, dataset.layout.shard_dir, settings, task_size)
+                    _extract_all(dataset, todo, outcomes, progress, report)
+            else:
+                _extract_all(dataset, todo, _run_workers(todo, dataset.layout.staging_dir, settings, jobs),
+                             progress, report)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -395,34 +418,44 @@ def _keep_stored_engine(settings: ExtractSettings, stored: dict[str, Any] | None
 
 
 def _extract_all(
-    dataset: DatasetWriter, todo: list[VideoFile], settings: ExtractSettings, jobs: int,
+    dataset: DatasetWriter, todo: list[VideoFile],
+    outcomes: Iterable[VideoOutcome] | Callable[[Callable[[int], None]], Iterable[VideoOutcome]],
     progress: bool, report: ExtractReport,
 ) -> None:
+    """Record every outcome as it comes; `outcomes` may want the pair bar's update callback."""
     # disable=None: bars only on a terminal; a log gets the summary, which lists every failure.
     disable = None if progress else True
     video_bar = tqdm(total=len(todo), unit="video", desc="videos", disable=disable,
                      dynamic_ncols=True, position=0)
     pair_bar = tqdm(total=None, unit="pair", desc="pairs ", disable=disable,
                     dynamic_ncols=True, position=1)
+    packed = 0
     try:
-        outcomes = _run_workers(todo, dataset.layout.staging_dir, settings, jobs, pair_bar.update)
+        if callable(outcomes):
+            outcomes = outcomes(pair_bar.update)
         for outcome in outcomes:
             if outcome.ok:
                 dataset.succeeded(outcome.source)
                 report.extracted += 1
                 report.pairs += outcome.pairs
+                if not outcome.staged:
+                    pair_bar.update(outcome.pairs)
                 # The pair count so far, extrapolated over the videos still to do, for an ETA.
                 pair_bar.total = int(report.pairs / report.extracted * len(todo))
             else:
                 failure = FailureRecord.now(outcome.id, outcome.source, outcome.error, outcome.detail)
                 dataset.failed(failure)
                 report.failed.append(failure)
-                message = f"failed: {outcome.source}: {outcome.error}"
                 if not video_bar.disable:  # live, above the bars; the summary lists it again
-                    tqdm.write(message, file=sys.stderr)
+                    tqdm.write(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
             video_bar.update(1)
-            if outcome.ok:
-                dataset.staged(outcome.bytes)
+            if outcome.staged:
+                if outcome.ok:
+                    dataset.staged(outcome.bytes)
+            else:
+                packed += 1
+                if packed % 256 == 0:  # tasks publish shards: show them in the index now and then
+                    dataset.reindex()
     finally:
         pair_bar.close()
         video_bar.close()

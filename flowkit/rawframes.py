@@ -39,7 +39,7 @@ from flowkit.store.format import (
     VideoAttrs,
     canonical_settings,
 )
-from flowkit.store.layout import TMP_SUFFIX, publish
+from flowkit.store.layout import write_text_atomic
 from flowkit.store.reader import FlowStore, VideoRecord
 from flowkit.store.shards import VideoVersion
 from flowkit.store.staging import StagedVideoWriter
@@ -73,12 +73,6 @@ def _one_line(exc: BaseException) -> str:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text if isinstance(exc, FlowkitError) else f"{type(exc).__name__}: {text}"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_text(text)
-    publish(tmp, path)
 
 
 def _frame_files(folder: Path, names: list[str]) -> dict[str, dict[int, Path]]:
@@ -164,8 +158,8 @@ def export_rawframes(
             report.exported += 1
             report.frames += frames
             report.pairs += pairs
-    _write_text_atomic(out_dir / RGB_LIST, "".join(rgb_lines))
-    _write_text_atomic(out_dir / FLOW_LIST, "".join(flow_lines))
+    write_text_atomic(out_dir / RGB_LIST, "".join(rgb_lines))
+    write_text_atomic(out_dir / FLOW_LIST, "".join(flow_lines))
     report.seconds = time.perf_counter() - start
     return report
 
