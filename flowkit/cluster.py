@@ -70,6 +70,23 @@ def extract_task(videos: list[VideoFile], shard_dir: Path, settings: ExtractSett
     return outcomes
 
 
+def local_workers(scheduler: str) -> int | None:
+    """N for `local:N` (a cluster of N local worker processes), None for a scheduler's address;
+    raises FlowkitError for an address that is neither."""
+    if not scheduler.startswith("local:"):
+        if "://" not in scheduler and ":" not in scheduler:
+            raise FlowkitError(f"--dask {scheduler!r}: expected a scheduler address (tcp://host:port) "
+                               "or local:N")
+        return None
+    try:
+        workers = int(scheduler.split(":", 1)[1])
+    except ValueError:
+        raise FlowkitError(f"--dask {scheduler!r}: expected local:N, N worker processes") from None
+    if workers < 1:
+        raise FlowkitError("--dask local:N needs at least one worker")
+    return workers
+
+
 @contextmanager
 def dask_client(scheduler: str) -> Iterator[Any]:
     """A client of the scheduler at `scheduler` (tcp://host:port), or of a cluster of N local
@@ -78,13 +95,8 @@ def dask_client(scheduler: str) -> Iterator[Any]:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise FlowkitError("Dask is not installed: pip install 'flowkit[dask]'") from None
-    if scheduler.startswith("local:"):
-        try:
-            workers = int(scheduler.split(":", 1)[1])
-        except ValueError:
-            raise FlowkitError(f"--dask {scheduler!r}: expected local:N, N worker processes") from None
-        if workers < 1:
-            raise FlowkitError("--dask local:N needs at least one worker")
+    workers = local_workers(scheduler)
+    if workers is not None:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client

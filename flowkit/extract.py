@@ -377,6 +377,10 @@ def extract(
         raise FlowkitError(f"--jobs must be at least 1, got {jobs}")
     if task_size < 1:
         raise FlowkitError(f"--task-size must be at least 1, got {task_size}")
+    if scheduler:
+        from flowkit.cluster import local_workers
+
+        local_workers(scheduler)  # a malformed address fails before the output is touched
     report = ExtractReport(videos=len(videos))
     start = time.perf_counter()
     with DatasetWriter(output, shard_bytes) as dataset:
