@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,8 @@ class FlowkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FlowkitError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets it: say it once
+                click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except OSError as exc:  # disk full, permission changed mid-run...
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
@@ -452,6 +454,7 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
           device: str | None, seed: int | None, assignments: tuple[str, ...], out: Path,
           resume: bool, quiet: bool) -> None:
     """Train one stream (rgb, flow or TSN's rgbdiff) into OUT/<modality>."""
+    from flowkit.distributed import process_group
     from flowkit.train import prepare_run, train_stream
 
     stream_key = "flow" if modality == "flow" else "rgb"
@@ -460,11 +463,13 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
         {"arch": arch, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
          "workers": workers, "device": device, "seed": seed,
          f"{stream_key}.init": str(init_file) if init_file else None}, assignments)
-    run = prepare_run(out, config, labelled, resume, {"command": "train", "modality": modality})
-    scores = train_stream(config, labelled, modality, run, resume, progress=not quiet)
-    if scores is not None:
-        _print_metrics({modality: scores.metrics()})
-    click.echo(f"run: {run}")
+    with process_group(config.device) as ranks:  # torchrun: one process of several
+        run = prepare_run(out, config, labelled, resume, {"command": "train", "modality": modality})
+        scores = train_stream(config, labelled, modality, run, resume, progress=not quiet)
+    if ranks.main:
+        if scores is not None:
+            _print_metrics({modality: scores.metrics()})
+        click.echo(f"run: {run}")
 
 
 @cli.command("train-two-stream", epilog=_config_epilog())
@@ -478,6 +483,7 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
                      batch_size: int | None, workers: int | None, device: str | None, seed: int | None,
                      assignments: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train the spatial and temporal streams and fuse them; print each one's accuracy and the fused."""
+    from flowkit.distributed import process_group
     from flowkit.train import prepare_run
     from flowkit.train import train_two_stream as run_two_stream
 
@@ -489,10 +495,12 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
         assignments)
     if not labelled.test:
         raise FlowkitError("train-two-stream needs a test split to score and fuse the streams")
-    run = prepare_run(out, config, labelled, resume, {"command": "train-two-stream"})
-    summary = run_two_stream(config, labelled, run, resume, progress=not quiet)
-    _print_metrics(summary)
-    click.echo(f"run: {run}")
+    with process_group(config.device) as ranks:  # torchrun: one process of several
+        run = prepare_run(out, config, labelled, resume, {"command": "train-two-stream"})
+        summary = run_two_stream(config, labelled, run, resume, progress=not quiet)
+    if ranks.main:
+        _print_metrics(summary)
+        click.echo(f"run: {run}")
 
 
 @cli.command()

@@ -30,11 +30,15 @@ def split_videos(videos: list[VideoFile], parts: int) -> list[list[VideoFile]]:
 
 
 def write_part_lists(videos: list[VideoFile], parts: int, folder: Path) -> list[Path]:
-    """`folder/list-NNN.txt` for each part (paths relative to the input folder), rewritten only
-    when their content changes, so that their modification times tell make what to redo."""
+    """`folder/list-NNN.txt` for each part that has videos (paths relative to the input folder),
+    rewritten only when their content changes, so that their modification times tell make what to
+    redo. An empty part has no list, so make has no target for it."""
+    split = split_videos(videos, parts)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for index, part in enumerate(split_videos(videos, parts)):
+    for index, part in enumerate(split):
+        if not part:
+            continue
         path = folder / f"list-{index:03d}.txt"
         text = "".join(f"{video.relpath}\n" for video in part)
         if not path.exists() or path.read_text() != text:

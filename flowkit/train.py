@@ -31,13 +31,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from flowkit.config import StreamConfig, TrainConfig, load_config
 from flowkit.data.annotations import Annotation, load_labels
 from flowkit.data.datasets import RGB, Flow, Modality, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
+from flowkit.distributed import (
+    Ranks,
+    RankSampler,
+    barrier,
+    current_ranks,
+    gather_from_ranks,
+    local_batch_size,
+    on_main,
+    rank_share,
+    sum_over_ranks,
+)
 from flowkit.errors import FlowkitError
 from flowkit.evaluate import Scores, confusion_matrix, fuse, predict, write_metrics
 from flowkit.models.fusion import TwoStreamFusion
@@ -72,12 +84,15 @@ def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", sp
     return LabelledData(Path(data), train.classes, train.rows, test_list.rows)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, ranks: Ranks | None = None) -> torch.device:
+    """`auto`: CUDA when present. Under torchrun, `auto` and `cuda` mean this process's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FlowkitError(f"device {name!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None and ranks is not None and ranks.distributed:
+        device = torch.device("cuda", ranks.local_rank)
     return device
 
 
@@ -199,7 +214,11 @@ def _video_ids(dataset: ShardDataset | TwoStreamDataset) -> list[str]:
 
 
 class Trainer:
-    """Trains one model on one training set, evaluating on the test set, into `folder`."""
+    """Trains one model on one training set, evaluating on the test set, into `folder`.
+
+    Under torchrun every rank runs a Trainer: each trains on its share of every global batch
+    (DistributedDataParallel averages the gradients), scores its share of the test videos, and
+    rank 0 alone writes the files."""
 
     def __init__(self, folder: Path, name: str, model: nn.Module, train_set: Any, test_set: Any,
                  settings: StreamConfig, config: TrainConfig, data: LabelledData,
@@ -210,7 +229,11 @@ class Trainer:
         self.settings, self.config, self.data = settings, config, data
         self.loss = loss or (lambda out, y: F.cross_entropy(out, y))
         self.logits = logits
-        self.device = resolve_device(config.device)
+        self.ranks = current_ranks()
+        self.local_batch = local_batch_size(config.batch_size, self.ranks)
+        self.device = resolve_device(config.device, self.ranks)
+        self.net: nn.Module = model  # what training calls: the model, or its DDP wrapper
+        self.final_scores: Scores | None = None
         self.amp = config.amp and self.device.type == "cuda"
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=config.momentum,
@@ -222,12 +245,16 @@ class Trainer:
     # checkpoints ------------------------------------------------------------------------------------
 
     def _checkpoint(self) -> dict[str, Any]:
+        """Everything `resume` needs; called on every rank, as it gathers each rank's RNG states."""
+        rng = gather_from_ranks({"torch": torch.get_rng_state(), "python": random.getstate(),
+                                 "numpy": np.random.get_state()})
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "best": self.best, "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(), "numpy_rng": np.random.get_state()}
+                "epoch": self.epoch, "best": self.best, "rng": rng}
 
     def _save(self, name: str, payload: dict[str, Any]) -> None:
+        if not self.ranks.main:
+            return
         tmp = self.folder / f"{name}.tmp"
         torch.save(payload, tmp)
         tmp.replace(self.folder / name)  # a kill mid-save leaves the previous checkpoint whole
@@ -242,16 +269,24 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state["epoch"], state["best"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
+        rng = state["rng"]  # one entry per rank; a run resumed on other ranks takes rank 0's
+        mine = rng[self.ranks.rank] if len(rng) == self.ranks.world else rng[0]
+        torch.set_rng_state(mine["torch"])
+        random.setstate(mine["python"])
+        np.random.set_state(mine["numpy"])
 
     # the loop ------------------------------------------------------------------------------------------
 
     def fit(self, progress: bool = True) -> Scores | None:
         """Train the remaining epochs; returns the best model's test scores (None without a test set)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        main = self.ranks.main
+        if main:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.model.to(self.device)
+        if self.ranks.distributed:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        progress = progress and main
         while self.epoch < self.settings.epochs:
             start = time.perf_counter()
             loss, accuracy = self._train_epoch(progress)
@@ -272,24 +307,34 @@ class Trainer:
                                            "metrics": metrics, "classes": self.data.classes,
                                            "config": self.config.to_dict(), "stream": self.name})
                 if last:  # the reported scores are the final model's, not a pick on the test split
-                    write_scores(scores, self.folder, self.name)
+                    self.final_scores = scores
+                    if main:
+                        write_scores(scores, self.folder, self.name)
             row["seconds"] = round(time.perf_counter() - start, 2)
-            self._log(row)
-            self._save("last.pt", self._checkpoint())
+            checkpoint = self._checkpoint()
+            if main:
+                self._log(row)
+            self._save("last.pt", checkpoint)
         self._save("final.pt", {"model": self.model.state_dict(), "epoch": self.epoch,
                                 "classes": self.data.classes, "config": self.config.to_dict(),
                                 "stream": self.name})
-        self._draw_curves()
-        return Scores.load(self.folder / "scores.npz") if (self.folder / "scores.npz").exists() else None
+        if main:
+            self._draw_curves()
+        barrier()  # the files are written before any rank goes on
+        if self.final_scores is None and (self.folder / "scores.npz").exists():  # a finished run resumed
+            self.final_scores = Scores.load(self.folder / "scores.npz")
+        return self.final_scores
 
     def _loader(self) -> DataLoader:
+        """This rank's batches of the epoch: its share of each global batch."""
+        sampler = RankSampler(len(self.train_set), self.config.seed, self.epoch, self.ranks)
         generator = torch.Generator().manual_seed(self.config.seed * 100003 + self.epoch)
-        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler,
                           num_workers=self.config.workers, generator=generator, drop_last=False,
                           pin_memory=self.device.type == "cuda")
 
     def _train_epoch(self, progress: bool) -> tuple[float, float]:
-        self.model.train()
+        self.net.train()
         self.train_set.set_epoch(self.epoch)
         total, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(self._loader(), desc=f"{self.name} {self.epoch + 1}/{self.settings.epochs}",
@@ -298,7 +343,7 @@ class Trainer:
             inputs = [x.to(self.device, non_blocking=True) for x in inputs]
             target = target.to(self.device)
             with torch.autocast(self.device.type, enabled=self.amp):
-                output = self.model(*inputs)
+                output = self.net(*inputs)
                 loss = self.loss(output, target)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -312,11 +357,26 @@ class Trainer:
             correct += int((logits.argmax(dim=1) == target).sum())
             loss_sum += float(loss.detach()) * len(target)
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+        loss_sum, correct, total = sum_over_ranks(loss_sum, correct, total)
         return loss_sum / total, correct / total
 
     def _predict(self, progress: bool) -> Scores:
-        return predict(self.model, self.test_set, self.logits, _video_ids(self.test_set), self.data.classes,
-                       self.device, workers=self.config.workers, progress=progress, desc=f"{self.name} test")
+        """Every test video's scores, on every rank; each rank scores its share of the videos."""
+        ids = _video_ids(self.test_set)
+        positions = rank_share(list(range(len(ids))), self.ranks)
+        part = None
+        if positions:
+            part = predict(self.model, Subset(self.test_set, positions), self.logits, [ids[i] for i in positions],
+                           self.data.classes, self.device, workers=self.config.workers, progress=progress,
+                           desc=f"{self.name} test")
+        parts = [(p, s) for p, s in gather_from_ranks((positions, part)) if s is not None]
+        if len(parts) == 1:
+            return parts[0][1]
+        order = np.argsort(np.concatenate([p for p, _ in parts]), kind="stable")
+        ids = [video for _, s in parts for video in s.ids]
+        return Scores([ids[i] for i in order],
+                      np.concatenate([s.labels for _, s in parts])[order],
+                      np.concatenate([s.scores for _, s in parts])[order], list(self.data.classes))
 
     def _log(self, row: dict[str, Any]) -> None:
         path = self.folder / "metrics.csv"
@@ -347,8 +407,14 @@ class Trainer:
 
 def prepare_run(out: str | Path, config: TrainConfig, data: LabelledData, resume: bool,
                 extra: dict[str, Any]) -> Path:
-    """Create (or, with `resume`, reopen) the run folder; refuse to overwrite another run."""
-    out = Path(out)
+    """Create (or, with `resume`, reopen) the run folder; refuse to overwrite another run.
+    Under torchrun rank 0 does it, and every rank gets its answer."""
+    local_batch_size(config.batch_size, current_ranks())  # before the folder is made
+    return on_main(lambda: _prepare_run(Path(out), config, data, resume, extra))
+
+
+def _prepare_run(out: Path, config: TrainConfig, data: LabelledData, resume: bool,
+                 extra: dict[str, Any]) -> Path:
     settings_path = out / "settings.json"
     if out.exists() and any(out.iterdir()) and not resume:
         raise FlowkitError(f"run folder {out} is not empty: use --resume to continue it, or another --out")
@@ -435,18 +501,21 @@ def train_two_stream(config: TrainConfig, data: LabelledData, out: Path, resume:
                      progress: bool = True) -> dict[str, Any]:
     """Both streams and their fusion; returns {stream: metrics} for rgb, flow and fused."""
     summary: dict[str, Any] = {}
+    main = current_ranks().main
     if config.fusion == "late":
         parts = [train_stream(config, data, stream, out, resume, progress) for stream in ("rgb", "flow")]
         if parts[0] is not None and parts[1] is not None:
             summary = {"rgb": parts[0].metrics(), "flow": parts[1].metrics()}
             fused = fuse(parts, config.fusion_weights, config.fusion_average)
             summary["fused"] = fused.metrics()
-            write_scores(fused, out / "fused", f"late fusion {config.fusion_weights}")
+            if main:
+                write_scores(fused, out / "fused", f"late fusion {config.fusion_weights}")
     else:
         scores = train_joint_fusion(config, data, out, resume, progress)
         if scores is not None:
             summary = {f"fused ({config.fusion})": scores.metrics()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -478,9 +547,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: LabelledData, test_crops: 
     _, test_set = stream_datasets(config, saved["stream"], data)
     model = stream_model(config, saved["stream"], len(data.classes))
     model.load_state_dict(saved["model"])
-    model.to(resolve_device(config.device))
-    return predict(model, test_set, view_logits, _video_ids(test_set), data.classes,
-                   resolve_device(config.device), workers=config.workers, progress=progress)
+    device = resolve_device(config.device)
+    model.to(device)
+    return predict(model, test_set, view_logits, _video_ids(test_set), data.classes, device,
+                   workers=config.workers, progress=progress)
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

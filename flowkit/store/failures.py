@@ -22,10 +22,13 @@ class FailureRecord:
     error: str
     time: str = ""
     detail: str = ""
+    time_ns: int = 0  # orders a failure against copies of the same video (0: older than any)
 
     @classmethod
     def now(cls, video_id: str, source: str, error: str, detail: str = "") -> FailureRecord:
-        return cls(video_id, source, error, time.strftime("%Y-%m-%dT%H:%M:%S%z"), detail)
+        now = time.time_ns()
+        return cls(video_id, source, error, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now / 1e9)),
+                   detail, now)
 
 
 def record_failure(layout: DatasetLayout, failure: FailureRecord) -> None:

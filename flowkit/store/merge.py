@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowkit.errors import StoreError
 from flowkit.store.dataset import DatasetWriter
-from flowkit.store.failures import read_failures, record_failure
+from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
 from flowkit.store.format import canonical_settings
 from flowkit.store.index import read_index
 from flowkit.store.layout import DatasetLayout
@@ -61,7 +61,8 @@ def merge_datasets(output: str | Path, inputs: list[str | Path]) -> MergeReport:
     paths = [Path(p) for p in inputs]
     settings = [read_index(p).settings for p in paths]
     first = canonical_settings(settings[0])
-    for path, other in zip(paths[1:], settings[1:], strict=True):
+    existing = [(Path(output), read_index(output).settings)] if Path(output).exists() else []
+    for path, other in [*zip(paths[1:], settings[1:], strict=True), *existing]:
         if canonical_settings(other) != first:
             changed = sorted(k for k in settings[0].keys() | other.keys() if settings[0].get(k) != other.get(k))
             raise StoreError(f"{path} was made with other settings than {paths[0]} ({', '.join(changed)} "
@@ -78,13 +79,30 @@ def merge_datasets(output: str | Path, inputs: list[str | Path]) -> MergeReport:
                 report.linked += _link_or_copy(shard, dataset.layout.shard_dir / shard.name)
                 report.shards += 1
             for failure in read_failures(DatasetLayout(path)):
-                if failure.id not in contents.entries:
-                    record_failure(dataset.layout, failure)
+                _keep_newer_failure(dataset.layout, failure)
+        _clear_fixed_failures(dataset.layout, dataset.live_versions(include_staged=False))
         live = dataset.reindex()
         report.videos = len(live)
         report.failures = len(read_failures(dataset.layout))
         report.problems = list(dataset.problems)
     return report
+
+
+def _keep_newer_failure(layout: DatasetLayout, failure: FailureRecord) -> None:
+    """Record `failure` unless the output holds a newer failure of the same source."""
+    held = {f.source: f for f in read_failures(layout)}.get(failure.source)
+    if held is None or held.time_ns <= failure.time_ns:
+        record_failure(layout, failure)
+
+
+def _clear_fixed_failures(layout: DatasetLayout, live: dict) -> None:
+    """Newest wins for failures too: a failure is dropped when a copy of its source was extracted
+    after it (fixed since, elsewhere or in a redone part), kept when the copy is older (the source
+    broke after it was extracted)."""
+    for failure in read_failures(layout):
+        version = live.get(failure.id)
+        if version is not None and version.source == failure.source and version.extracted_at_ns > failure.time_ns:
+            clear_failure(layout, failure.source)
 
 
 def repack(source: str | Path, output: str | Path, shards: int) -> MergeReport:
