@@ -9,6 +9,8 @@ unfinished videos: Dask reruns the task, which keeps the videos its first attemp
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -34,8 +36,25 @@ def task_name(videos: list[VideoFile], settings_json: str) -> str:
     return digest.hexdigest()[:16]
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def allocate_like_a_plain_process() -> None:
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's
+    adaptive mmap threshold: every frame-sized tensor is then mmapped and unmapped anew, and the
+    TV-L1 engines run at half speed (0.44 s against 0.21 s a pair, measured). Set the thresholds
+    an ordinary process settles at instead. No-op where the C library has no mallopt."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def extract_task(videos: list[VideoFile], shard_dir: Path, settings: ExtractSettings, name: str) -> list[VideoOutcome]:
     """One Dask task: extract `videos`, pack them into one new shard, return their outcomes."""
+    allocate_like_a_plain_process()
     work = Path(shard_dir) / TASKS_FOLDER / name
     work.mkdir(parents=True, exist_ok=True)
     for leftover in work.glob(f"*{TMP_SUFFIX}"):  # a killed attempt's half-written video

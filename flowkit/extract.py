@@ -421,6 +421,9 @@ def _keep_stored_engine(settings: ExtractSettings, stored: dict[str, Any] | None
     return settings
 
 
+REINDEX_EVERY_S = 60.0
+
+
 def _extract_all(
     dataset: DatasetWriter, todo: list[VideoFile],
     outcomes: Iterable[VideoOutcome] | Callable[[Callable[[int], None]], Iterable[VideoOutcome]],
@@ -433,7 +436,7 @@ def _extract_all(
                      dynamic_ncols=True, position=0)
     pair_bar = tqdm(total=None, unit="pair", desc="pairs ", disable=disable,
                     dynamic_ncols=True, position=1)
-    packed = 0
+    published, reindex_s = time.monotonic(), 0.0
     try:
         if callable(outcomes):
             outcomes = outcomes(pair_bar.update)
@@ -456,10 +459,14 @@ def _extract_all(
             if outcome.staged:
                 if outcome.ok:
                     dataset.staged(outcome.bytes)
-            else:
-                packed += 1
-                if packed % 256 == 0:  # tasks publish shards: show them in the index now and then
-                    dataset.reindex()
+            elif time.monotonic() - published > max(REINDEX_EVERY_S, 10 * reindex_s):
+                # Tasks publish shards of their own: show them in the index now and then. By time,
+                # and at most a tenth of it: an index of N videos costs O(N) to write (about 1 ms
+                # a video), so a fixed count of videos would cost O(N^2) at Kinetics' size.
+                start = time.monotonic()
+                dataset.reindex()
+                published = time.monotonic()
+                reindex_s = published - start
     finally:
         pair_bar.close()
         video_bar.close()
