@@ -98,6 +98,9 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--compression", type=int, default=4, show_default=True,
               help="Deflate level of raw flow (0: none, 9: smallest); lossless.")
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: all cores].")
+@click.option("--threads", type=int, default=None,
+              help="Threads of each worker [default: cores / jobs]; 1 when make -j or a job runner "
+                   "runs one extraction per core.")
 @click.option("--batch-size", type=int, default=None,
               help="Frame pairs per torch engine call [default: 1 on CPU, 32 on GPU].")
 @click.option("--force", is_flag=True, help="Redo every video, even those already done.")
@@ -112,7 +115,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
             device: str, preset: str, params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
             flow_format: str, flow_quality: int, compression: int, jobs: int | None,
-            batch_size: int | None, force: bool, shard_size: int, scheduler: str | None,
+            threads: int | None, batch_size: int | None, force: bool, shard_size: int, scheduler: str | None,
             task_size: int, quiet: bool, as_json: bool) -> None:
     """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
 
@@ -142,7 +145,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
         batch_size=batch_size,
     )
     report = run_extract(
-        input_dir, output, settings, list_file=list_file, jobs=jobs, force=force,
+        input_dir, output, settings, list_file=list_file, jobs=jobs, threads=threads, force=force,
         progress=not quiet and not as_json, shard_bytes=shard_size << 20,
         scheduler=scheduler, task_size=task_size,
     )

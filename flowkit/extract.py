@@ -319,18 +319,18 @@ def plan(
 
 
 def _run_workers(
-    todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int,
+    todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int, threads: int | None,
 ) -> Callable[[Callable[[int], None]], Iterable[VideoOutcome]]:
     """The outcomes of `todo` extracted by `jobs` processes, given a callback for pair counts."""
-    return lambda on_pairs: _worker_outcomes(todo, staging_dir, settings, jobs, on_pairs)
+    return lambda on_pairs: _worker_outcomes(todo, staging_dir, settings, jobs, threads, on_pairs)
 
 
 def _worker_outcomes(
-    todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int,
+    todo: list[VideoFile], staging_dir: Path, settings: ExtractSettings, jobs: int, threads: int | None,
     on_pairs: Callable[[int], None],
 ) -> Iterable[VideoOutcome]:
     workers = max(1, min(jobs, len(todo)))
-    threads = max(1, available_cores() // workers)
+    threads = threads or max(1, available_cores() // workers)
     if workers == 1:
         for video in todo:
             yield extract_video(video, staging_dir, settings, threads, on_pairs)
@@ -353,6 +353,7 @@ def extract(
     *,
     list_file: str | Path | None = None,
     jobs: int | None = None,
+    threads: int | None = None,
     force: bool = False,
     progress: bool = True,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
@@ -375,6 +376,8 @@ def extract(
     jobs = jobs or available_cores()
     if jobs < 1:
         raise FlowkitError(f"--jobs must be at least 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise FlowkitError(f"--threads must be at least 1, got {threads}")
     if task_size < 1:
         raise FlowkitError(f"--task-size must be at least 1, got {task_size}")
     if scheduler:
@@ -402,7 +405,7 @@ def extract(
                     outcomes = run_tasks(client, todo, dataset.layout.shard_dir, settings, task_size)
                     _extract_all(dataset, todo, outcomes, progress, report)
             else:
-                _extract_all(dataset, todo, _run_workers(todo, dataset.layout.staging_dir, settings, jobs),
+                _extract_all(dataset, todo, _run_workers(todo, dataset.layout.staging_dir, settings, jobs, threads),
                              progress, report)
         except KeyboardInterrupt:
             report.interrupted = True

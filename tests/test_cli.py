@@ -93,6 +93,8 @@ def test_verify_exits_nonzero_on_damage(runner, tmp_path, make_video):
         (["extract", "{tmp}/videos", "{tmp}/out.h5", "-p", "tau"], "is not NAME=VALUE"),
         (["extract", "{tmp}/videos", "{tmp}/out.h5", "-p", "warps=x"], "expected int"),
         (["extract", "{tmp}/videos", "{tmp}/out.h5", "--step", "0"], "--step must be at least 1"),
+        (["extract", "{tmp}/videos", "{tmp}/out.h5", "--threads", "0"], "--threads must be at least 1"),
+        (["extract", "{tmp}/videos", "{tmp}/out.h5", "--task-size", "0"], "--task-size must be at least 1"),
         (["info", "{tmp}/foreign.h5"], "is not a flowkit file"),
         (["info", "{tmp}/none.h5"], "does not exist"),
         (["verify", "{tmp}/videos/a.mkv"], "is not a flowkit file"),

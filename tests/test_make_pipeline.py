@@ -28,7 +28,7 @@ def make(tmp_path):
     def run(shards: int = 2) -> subprocess.CompletedProcess:
         command = [
             "make", "-f", str(MAKEFILE), "-j", "2", "VIDEOS=videos", "OUT=out.h5", f"SHARDS={shards}",
-            f"FLOWKIT={sys.executable} -m flowkit", "EXTRACT_ARGS=--algorithm dis --no-resize -j 1",
+            f"FLOWKIT={sys.executable} -m flowkit", "EXTRACT_ARGS=--algorithm dis --no-resize",
         ]
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
