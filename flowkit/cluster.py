@@ -93,7 +93,7 @@ def local_workers(scheduler: str) -> int | None:
     """N for `local:N` (a cluster of N local worker processes), None for a scheduler's address;
     raises FlowkitError for an address that is neither."""
     if not scheduler.startswith("local:"):
-        if "://" not in scheduler and ":" not in scheduler:
+        if ":" not in scheduler:
             raise FlowkitError(f"--dask {scheduler!r}: expected a scheduler address (tcp://host:port) "
                                "or local:N")
         return None

@@ -148,7 +148,7 @@ class RankSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         order = epoch_order(self.size, self.seed, self.epoch)
         padding = -len(order) % self.ranks.world
-        order += (order * (padding // max(len(order), 1) + 1))[:padding]
+        order += [order[i % len(order)] for i in range(padding)]
         return iter(rank_share(order, self.ranks))
 
     def __len__(self) -> int:
