@@ -121,7 +121,7 @@ def dask_client(scheduler: str) -> Iterator[Any]:
             yield client
         return
     try:
-        client = Client(scheduler, timeout=30)
+        client = Client(scheduler)  # waits distributed.comm.timeouts.connect (Dask's config: 30 s)
     except OSError as exc:
         raise FlowkitError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     try:

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -380,13 +381,16 @@ def extract(
         raise FlowkitError(f"--threads must be at least 1, got {threads}")
     if task_size < 1:
         raise FlowkitError(f"--task-size must be at least 1, got {task_size}")
-    if scheduler:
-        from flowkit.cluster import local_workers
-
-        local_workers(scheduler)  # a malformed address fails before the output is touched
     report = ExtractReport(videos=len(videos))
     start = time.perf_counter()
-    with DatasetWriter(output, shard_bytes) as dataset:
+    with ExitStack() as stack:
+        client = None
+        if scheduler:
+            from flowkit.cluster import dask_client, run_tasks
+
+            # A malformed or unreachable scheduler fails here, before the output is touched.
+            client = stack.enter_context(dask_client(scheduler))
+        dataset = stack.enter_context(DatasetWriter(output, shard_bytes))
         settings = _keep_stored_engine(settings, dataset.stored_settings())
         fingerprint = settings.fingerprint
         _engine_for(settings)  # a bad device or parameter fails here, once, before any work
@@ -398,12 +402,9 @@ def extract(
             dataset.failed(failure)
             report.failed.append(failure)
         try:
-            if scheduler:
-                from flowkit.cluster import dask_client, run_tasks
-
-                with dask_client(scheduler) as client:
-                    outcomes = run_tasks(client, todo, dataset.layout.shard_dir, settings, task_size)
-                    _extract_all(dataset, todo, outcomes, progress, report)
+            if client is not None:
+                outcomes = run_tasks(client, todo, dataset.layout.shard_dir, settings, task_size)
+                _extract_all(dataset, todo, outcomes, progress, report)
             else:
                 _extract_all(dataset, todo, _run_workers(todo, dataset.layout.staging_dir, settings, jobs, threads),
                              progress, report)

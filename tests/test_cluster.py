@@ -123,12 +123,14 @@ def test_cli_extracts_on_a_local_cluster_and_records_failures(tmp_path, make_vid
     ("local:x", "expected local:N"),
     ("local:0", "at least one worker"),
     ("nowhere", "expected a scheduler address"),
+    ("tcp://127.0.0.1:9", "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
 ])
 def test_cli_bad_cluster_address_is_one_line(tmp_path, make_video, address, message):
     videos = _videos(make_video, count=1, frames=3)
     command = [sys.executable, "-m", "flowkit", "extract", str(videos), str(tmp_path / "out.h5"),
                "--dask", address]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
