@@ -25,9 +25,9 @@ def make(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["LC_ALL"] = "C"  # make's own messages in English
 
-    def run(shards: int = 2) -> subprocess.CompletedProcess:
+    def run(shards: int = 2, *flags: str) -> subprocess.CompletedProcess:
         command = [
-            "make", "-f", str(MAKEFILE), "-j", "2", "VIDEOS=videos", "OUT=out.h5", f"SHARDS={shards}",
+            "make", "-f", str(MAKEFILE), "-j", "2", *flags, "VIDEOS=videos", "OUT=out.h5", f"SHARDS={shards}",
             f"FLOWKIT={sys.executable} -m flowkit", "EXTRACT_ARGS=--algorithm dis --no-resize",
         ]
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -143,3 +143,19 @@ def test_more_parts_than_videos_still_builds(tmp_path, make, make_video):
     assert done.returncode == 0, done.stdout + done.stderr
     report = verify_store(tmp_path / "out.h5")
     assert report.ok and report.videos == 2
+
+
+def test_a_failing_part_fails_its_target_only_and_make_again_finishes(tmp_path, make, videos):
+    parts = tmp_path / "out.h5.parts"
+    parts.mkdir()
+    (parts / "part-000.h5").write_text("not a flowkit dataset")  # extract refuses to overwrite it
+    done = make(2, "-k")
+    assert done.returncode != 0
+    assert "not a flowkit file" in done.stderr
+    assert verify_store(parts / "part-001.h5").ok  # -k: the other part was built
+    assert not (tmp_path / "out.h5").exists()  # the merge needs every part
+    (parts / "part-000.h5").unlink()
+    again = make()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _built(again) == ["out.h5.parts/part-000.h5"]
+    _check_out(tmp_path, FIRST)
