@@ -21,11 +21,9 @@ from typing import Any
 from flowkit.errors import FlowkitError
 from flowkit.extract import ExtractSettings, VideoOutcome, extract_video
 from flowkit.store.format import canonical_settings
-from flowkit.store.layout import TMP_SUFFIX
+from flowkit.store.layout import TASKS_FOLDER, TMP_SUFFIX
 from flowkit.store.shards import ShardWriter, list_versions
 from flowkit.video import VideoFile
-
-TASKS_FOLDER = "tasks"
 
 
 def task_name(videos: list[VideoFile], settings_json: str) -> str:

@@ -135,3 +135,34 @@ def test_cli_bad_cluster_address_is_one_line(tmp_path, make_video, address, mess
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_a_killed_client_leaves_finished_task_videos_that_the_next_run_publishes(
+        tmp_path, make_video, assert_same_videos):
+    videos = _videos(make_video, count=6, frames=40)
+    reference = tmp_path / "reference.h5"
+    extract(videos, reference, SETTINGS, jobs=1, progress=False)
+    out = tmp_path / "out.h5"
+    tasks = out.with_name(out.name + ".shards") / "tasks"
+    command = [sys.executable, "-m", "flowkit", "extract", str(videos), str(out), "--algorithm", "dis",
+               "--no-resize", "--dask", "local:2", "--task-size", "3", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline, finished = time.monotonic() + 120, []
+    while process.poll() is None and time.monotonic() < deadline and not finished:
+        finished = sorted(tasks.glob("*/*.h5"))
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # the client, its scheduler and its workers at once
+    process.wait()
+    assert finished, "no task had finished a video before the run ended"
+    left = sorted(tasks.glob("*/*.h5"))
+    earlier = {v.id: v.extracted_at_ns for path in left for v in list_versions(path, staged=True)}
+    assert earlier  # a task was killed with finished videos in its folder
+
+    report = extract(videos, out, SETTINGS, jobs=1, progress=False)
+    assert report.ok
+    assert not tasks.exists()
+    assert verify_store(out).ok
+    assert_same_videos(reference, out)
+    with FlowStore(out) as store:  # what the killed run's tasks had finished was kept, not redone
+        assert all(store.video(i).attrs["extracted_at_ns"] == ns for i, ns in earlier.items())

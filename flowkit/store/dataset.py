@@ -65,6 +65,7 @@ class DatasetWriter:
         self._lock.__enter__()
         self.layout.create_dirs()
         self.layout.remove_temporaries()
+        self.layout.adopt_abandoned_tasks()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -69,6 +69,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
+TASKS_FOLDER = "tasks"  # Dask tasks stage their videos in tasks/<task>/ (flowkit.cluster)
+
+
 class DatasetLayout:
     """The paths of one dataset, derived from the index file the user names."""
 
@@ -76,6 +79,7 @@ class DatasetLayout:
         self.index = Path(index_path)
         self.shard_dir = self.index.with_name(self.index.name + ".shards")
         self.staging_dir = self.shard_dir / "staging"
+        self.tasks_dir = self.shard_dir / TASKS_FOLDER
         self.failure_dir = self.shard_dir / "failures"
         self.settings_file = self.shard_dir / "settings.json"
         self.lock_file = self.shard_dir / ".lock"
@@ -124,6 +128,26 @@ class DatasetLayout:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def adopt_abandoned_tasks(self) -> int:
+        """Move the finished videos that Dask tasks of a killed run left in `tasks/` into staging,
+        where they are published as a killed run's own staged videos are; delete the rest of the
+        task folders. Only the lock holder may call this (no task of its own is running yet)."""
+        moved = 0
+        if not self.tasks_dir.is_dir():
+            return moved
+        for folder in self.tasks_dir.iterdir():
+            for path in folder.glob("*.h5"):
+                self.staging_dir.mkdir(exist_ok=True)
+                os.replace(path, self.staging_dir / path.name)
+                moved += 1
+            for tmp in folder.glob(f"*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)  # half-written; a task still running loses only it
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            self.tasks_dir.rmdir()
+        return moved
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
