@@ -107,8 +107,13 @@ def _epoch_seconds(metrics: Path) -> list[float]:
         return [float(row["seconds"]) for row in csv.DictReader(handle)]
 
 
+NETWORKS = [("tiny TSN (loader-bound)", "tiny"), ("ResNet-18 TSN (compute-bound)", "resnet18")]
+PROCESSES = ["1 process, 1 thread", "1 process, 2 threads", "2 processes (torchrun), 1 thread each"]
+
+
 def training(tmp: Path, epochs: int) -> dict[str, Any]:
-    """Samples/s of `flowkit train` (tiny TSN flow stream) with 1 process and with 2 (torchrun)."""
+    """Samples/s of `flowkit train` (TSN flow stream, a loader-bound and a compute-bound backbone)
+    with 1 process and with 2 (torchrun)."""
     data = tmp / "actions"
     make_action_dataset(data / "videos", videos_per_class=16, test_per_class=4, frames=12, size=112)
     extract(data / "videos", data / "out.h5", ExtractSettings(algorithm="dis", size=FrameSize.keep()),
@@ -119,21 +124,23 @@ def training(tmp: Path, epochs: int) -> dict[str, Any]:
             "--set", "crop_size=96", "--set", "workers=0", "--set", f"flow.epochs={epochs}",
             "--set", "eval_every=0", "-q"]
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    results = {}
-    for name, command, threads in [
-        ("1 process, 1 thread", [sys.executable, *args], "1"),
-        ("1 process, 2 threads", [sys.executable, *args], "2"),
-        ("2 processes (torchrun), 1 thread each", [torchrun, "--standalone", "--nproc-per-node", "2", *args], "1"),
-    ]:
-        out = tmp / f"run-{len(results)}"
-        done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": threads}, cwd=ROOT)
-        if done.returncode:
-            raise RuntimeError(f"{name}: {done.stderr[-2000:]}")
-        seconds = _epoch_seconds(out / "flow/metrics.csv")[1:]
-        rate = train_videos * len(seconds) / sum(seconds)
-        results[name] = {"epoch_seconds": seconds, "samples_per_s": round(rate, 2)}
-        print(f"  {name}: {rate:.1f} samples/s", flush=True)
+    results: dict[str, Any] = {}
+    for network, backbone in NETWORKS:
+        results[network] = {}
+        for name, launcher, threads in zip(PROCESSES, [[sys.executable], [sys.executable],
+                                                       [torchrun, "--standalone", "--nproc-per-node", "2"]],
+                                           ["1", "2", "1"], strict=True):
+            out = tmp / f"run-{backbone}-{len(results[network])}"
+            done = subprocess.run([*launcher, *args, "--backbone", backbone, "--out", str(out)], capture_output=True,
+                                  text=True, env={**os.environ, "OMP_NUM_THREADS": threads}, cwd=ROOT)
+            if done.returncode:
+                raise RuntimeError(f"{network}, {name}: {done.stderr[-2000:]}")
+            seconds = _epoch_seconds(out / "flow/metrics.csv")[1:]
+            rate = train_videos * len(seconds) / sum(seconds)
+            results[network][name] = {"epoch_seconds": seconds, "samples_per_s": round(rate, 2)}
+            print(f"  {network}, {name}: {rate:.1f} samples/s", flush=True)
+        results[network]["2_vs_1"] = round(results[network][PROCESSES[2]]["samples_per_s"]
+                                           / results[network][PROCESSES[1]]["samples_per_s"], 3)
     return results
 
 
@@ -171,6 +178,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--storage-mbps", type=float, default=1000.0,
                         help="shared storage bandwidth (MB/s) assumed for the K-machine prediction")
+    parser.add_argument("--sections", nargs="+", default=["extraction", "join", "training"],
+                        choices=["extraction", "join", "training"], help="what to measure [default: all]")
     parser.add_argument("--predict-from", type=Path, default=None,
                         help="only redo the K-machine prediction from an earlier --out file")
     args = parser.parse_args()
@@ -186,27 +195,29 @@ def main() -> None:
                                           f"{os.cpu_count()} cores, Python {platform.python_version()}"}
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        print("extraction:", flush=True)
-        results["extraction"] = extraction(tmp, args.quick)
-        print("joining shards into one index:", flush=True)
-        results["join"] = join_cost(tmp, (100, 400) if args.quick else (200, 800))
-        print("training:", flush=True)
-        results["training"] = training(tmp, 3 if args.quick else 5)
-    runs = results["extraction"]
-    one = runs["1 process (--jobs 1)"]
-    results["extraction_2_vs_1"] = {
-        "processes": round(runs["2 processes (--jobs 2)"]["pairs_per_s"] / one["pairs_per_s"], 3),
-        "dask": round(runs["Dask, 2 workers (--dask local:2)"]["pairs_per_s"]
-                      / runs["Dask, 1 worker (--dask local:1)"]["pairs_per_s"], 3),
-        "dask_2_vs_processes_2": round(runs["Dask, 2 workers (--dask local:2)"]["pairs_per_s"]
-                                       / runs["2 processes (--jobs 2)"]["pairs_per_s"], 3),
-    }
-    train = results["training"]
-    results["training_2_vs_1"] = round(train["2 processes (torchrun), 1 thread each"]["samples_per_s"]
-                                       / train["1 process, 2 threads"]["samples_per_s"], 3)
-    # Kinetics-400: about 300,000 clips of 10 s at 25 fps.
-    results["prediction_kinetics"] = predict_machines(runs, results["join"], args.storage_mbps, 300_000, 250)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("extraction", "join", "training")}, indent=1))
+        if "extraction" in args.sections:
+            print("extraction:", flush=True)
+            results["extraction"] = extraction(tmp, args.quick)
+        if "join" in args.sections:
+            print("joining shards into one index:", flush=True)
+            results["join"] = join_cost(tmp, (100, 400) if args.quick else (200, 800))
+        if "training" in args.sections:
+            print("training:", flush=True)
+            results["training"] = training(tmp, 3 if args.quick else 5)
+    if "extraction" in results:
+        runs = results["extraction"]
+        results["extraction_2_vs_1"] = {
+            "processes": round(runs["2 processes (--jobs 2)"]["pairs_per_s"]
+                               / runs["1 process (--jobs 1)"]["pairs_per_s"], 3),
+            "dask": round(runs["Dask, 2 workers (--dask local:2)"]["pairs_per_s"]
+                          / runs["Dask, 1 worker (--dask local:1)"]["pairs_per_s"], 3),
+            "dask_2_vs_processes_2": round(runs["Dask, 2 workers (--dask local:2)"]["pairs_per_s"]
+                                           / runs["2 processes (--jobs 2)"]["pairs_per_s"], 3),
+        }
+        if "join" in results:  # Kinetics-400: about 300,000 clips of 10 s at 25 fps
+            results["prediction_kinetics"] = predict_machines(runs, results["join"], args.storage_mbps,
+                                                              300_000, 250)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("extraction", "join")}, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
 
