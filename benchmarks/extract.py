@@ -47,6 +47,7 @@ from typing import Any
 import cv2
 import h5py
 import numpy as np
+from report import emit, md_table  # benchmarks/report.py
 
 from flowkit.extract import ExtractSettings, available_cores, extract
 from flowkit.flow.engines import FlowEngine, create_engine
@@ -82,17 +83,6 @@ SECTIONS = ("throughput", "memory", "storage")
 
 
 # ---- small helpers ------------------------------------------------------------------------------
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table; floats are printed as given (format them before)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def emit(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def machine_info() -> dict[str, Any]:

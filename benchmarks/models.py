@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from report import emit, md_table  # benchmarks/report.py
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -58,16 +59,6 @@ WIN_MODELS = {"resnet50": 8, "i3d": 1}  # cheap wins: model and batch, at the pa
 
 
 # ---- small helpers ------------------------------------------------------------------------------
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def emit(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def machine_info(device: str) -> dict[str, Any]:
