@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from flowkit.models.inflate import inflate_state_dict
 from flowkit.models.init import batch_norms
 
 
@@ -31,3 +32,19 @@ def _randomize_batch_norms(model: nn.Module) -> nn.Module:
 @pytest.fixture
 def randomize_batch_norms() -> Callable[[nn.Module], nn.Module]:
     return _randomize_batch_norms
+
+
+def _features_on_a_boring_video(net2d: nn.Module, net3d: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """`net3d`, inflated from `net2d`, on one 16x16 image repeated 160 times; and `net2d` on the
+    image. Both networks in eval mode; returns (2D features, 3D features)."""
+    net3d.load_state_dict(inflate_state_dict(net2d.state_dict(), net3d))
+    image = torch.randn(1, 3, 16, 16)
+    video = image.unsqueeze(2).expand(-1, -1, 160, -1, -1)
+    with torch.no_grad():
+        return net2d.forward_features(image), net3d.forward_features(video)
+
+
+@pytest.fixture
+def features_on_a_boring_video() -> Callable[[nn.Module, nn.Module], tuple[torch.Tensor, torch.Tensor]]:
+    """The paper's "boring video" test: the 2D and the inflated 3D network's features."""
+    return _features_on_a_boring_video

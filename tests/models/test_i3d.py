@@ -11,7 +11,6 @@ from flowkit.models import (
     i3d,
     i3d_two_stream,
     inception_v1,
-    inflate_state_dict,
     load_pytorch_i3d,
     resnet18,
 )
@@ -136,16 +135,10 @@ def test_head_pools_2x7x7_then_averages_the_logits() -> None:
 
 
 def test_inflated_inception_on_a_boring_video_gives_the_2d_activations(
-    randomize_batch_norms,
+    randomize_batch_norms, features_on_a_boring_video,
 ) -> None:
     net2d = randomize_batch_norms(inception_v1(num_classes=7)).eval()
-    net3d = i3d(num_classes=7).eval()
-    net3d.load_state_dict(inflate_state_dict(net2d.state_dict(), net3d))
-    image = torch.randn(1, 3, 16, 16)
-    video = image.unsqueeze(2).expand(-1, -1, 160, -1, -1)  # one image, 160 times
-    with torch.no_grad():
-        features2d = net2d.forward_features(image)
-        features3d = net3d.forward_features(video)
+    features2d, features3d = features_on_a_boring_video(net2d, i3d(num_classes=7).eval())
     assert features3d.shape[2] == 20
     # Zero padding in time reaches the first and last few steps; the middle sees only the image.
     scale = features2d.abs().max()

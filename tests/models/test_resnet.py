@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowkit.models import inflate_state_dict, resnet18, resnet18_3d, resnet50
+from flowkit.models import resnet18, resnet18_3d, resnet50
 
 
 def torchvision_layout(depth: int) -> dict[str, tuple[int, ...]]:
@@ -75,15 +75,11 @@ def test_resnet50_strides_in_the_3x3_convolution_as_torchvision() -> None:
     assert block.downsample[0].stride == (2, 2)
 
 
-def test_inflated_resnet_on_a_boring_video_gives_the_2d_activations(randomize_batch_norms) -> None:
+def test_inflated_resnet_on_a_boring_video_gives_the_2d_activations(
+    randomize_batch_norms, features_on_a_boring_video,
+) -> None:
     net2d = randomize_batch_norms(resnet18(num_classes=7)).eval()
-    net3d = resnet18_3d(num_classes=7).eval()
-    net3d.load_state_dict(inflate_state_dict(net2d.state_dict(), net3d))
-    image = torch.randn(1, 3, 16, 16)
-    video = image.unsqueeze(2).expand(-1, -1, 160, -1, -1)  # one image, 160 times
-    with torch.no_grad():
-        features2d = net2d.forward_features(image)
-        features3d = net3d.forward_features(video)
+    features2d, features3d = features_on_a_boring_video(net2d, resnet18_3d(num_classes=7).eval())
     assert features3d.shape[2] == 20  # temporal stride 8
     # Zero padding in time reaches the first and last few steps; the middle sees only the image.
     scale = features2d.abs().max()
