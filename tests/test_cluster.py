@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowkit.extract import ExtractSettings, extract
+from flowkit.store.layout import DatasetLayout
 from flowkit.store.reader import FlowStore
 from flowkit.store.shards import list_versions
 from flowkit.store.verify import verify_store
@@ -30,6 +31,13 @@ def _videos(make_video, count: int, frames: int) -> Path:
         path = make_video(f"v{i}.mkv", Motion(dx=1.0 + 0.3 * i, rotate=0.2 * i), frames=frames,
                           width=320, height=240, seed=i)
     return path.parent
+
+
+def _one_machine_reference(videos: Path, tmp_path: Path) -> Path:
+    """The same videos extracted by one process, to compare a cluster's result with."""
+    reference = tmp_path / "reference.h5"
+    extract(videos, reference, SETTINGS, jobs=1, progress=False)
+    return reference
 
 
 def _kill_a_worker_mid_task(client, tasks: Path, kept: Path, stop: threading.Event) -> dict:
@@ -57,13 +65,12 @@ def _kill_a_worker_mid_task(client, tasks: Path, kept: Path, stop: threading.Eve
 def test_killed_worker_loses_only_its_task_and_the_result_equals_one_machine(
         tmp_path, make_video, assert_same_videos):
     videos = _videos(make_video, count=8, frames=40)
-    reference = tmp_path / "reference.h5"
-    extract(videos, reference, SETTINGS, jobs=1, progress=False)
+    reference = _one_machine_reference(videos, tmp_path)
 
     out = tmp_path / "out.h5"
     kept = tmp_path / "kept"
     kept.mkdir()
-    tasks = out.with_name(out.name + ".shards") / "tasks"
+    tasks = DatasetLayout(out).tasks_dir
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
@@ -140,10 +147,9 @@ def test_cli_bad_cluster_address_is_one_line(tmp_path, make_video, address, mess
 def test_a_killed_client_leaves_finished_task_videos_that_the_next_run_publishes(
         tmp_path, make_video, assert_same_videos):
     videos = _videos(make_video, count=6, frames=40)
-    reference = tmp_path / "reference.h5"
-    extract(videos, reference, SETTINGS, jobs=1, progress=False)
+    reference = _one_machine_reference(videos, tmp_path)
     out = tmp_path / "out.h5"
-    tasks = out.with_name(out.name + ".shards") / "tasks"
+    tasks = DatasetLayout(out).tasks_dir
     command = [sys.executable, "-m", "flowkit", "extract", str(videos), str(out), "--algorithm", "dis",
                "--no-resize", "--dask", "local:2", "--task-size", "3", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
