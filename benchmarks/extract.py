@@ -5,7 +5,7 @@ flowkit.synth when that folder is absent), at flowkit's default size (short side
 TV-L1 parameters:
 
 1. Throughput, side by side in one run: pure OpenCV TV-L1 pairs/s on frames decoded beforehand
-   (N processes x 1 thread, and 1 process x N threads), against `flowkit.extract.extract` end to
+   (N processes x 1 thread, and 1 process x N threads), against `flowkit.extraction.pipeline.extract` end to
    end (decode + flow + quantize + JPEG + HDF5 write + shard packing) with jobs=N and jobs=1.
 2. Peak RSS of `python -m flowkit extract` against video length (synthetic 340x256 videos of
    30 s, 2 min and 10 min), each run in its own subprocess under a wrapper that reports
@@ -49,11 +49,11 @@ import h5py
 import numpy as np
 from report import emit, md_table  # benchmarks/report.py
 
-from flowkit.extract import ExtractSettings, available_cores, extract
+from flowkit.extraction.pipeline import ExtractSettings, available_cores, extract
 from flowkit.flow.engines import FlowEngine, create_engine
 from flowkit.flow.metrics import endpoint_error
 from flowkit.flow.quantize import DEFAULT_BOUND, dequantize_flow, quantize_flow
-from flowkit.rawframes import export_rawframes
+from flowkit.rawframes.conversion import export_rawframes
 from flowkit.store.codec import decode_jpeg, encode_jpeg
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES
 from flowkit.store.format import BYTES_ATTR, RGB
@@ -288,7 +288,7 @@ def pure_threads(videos: list[tuple[str, list[np.ndarray]]], threads: int, backe
 
 
 def end_to_end(folder: Path, output: Path, jobs: int, backend: str) -> dict[str, Any]:
-    """`flowkit.extract.extract` with default settings into a fresh output, timed from outside.
+    """`flowkit.extraction.pipeline.extract` with default settings into a fresh output, timed from outside.
 
     Worker start-up is inside the clock, torch.compile included (from a warm on-disk cache).
     """
@@ -428,7 +428,7 @@ def memory_run(frames: int, tmp: Path) -> dict[str, Any]:
 
 def memory_section(quick: bool, tmp: Path) -> tuple[dict[str, Any], str]:
     lengths = QUICK_MEMORY_FRAMES if quick else MEMORY_FRAMES
-    floor = peak_rss([sys.executable, "-c", "import flowkit.cli, flowkit.extract, flowkit.store.reader"])
+    floor = peak_rss([sys.executable, "-c", "import flowkit.cli, flowkit.extraction.pipeline, flowkit.store.reader"])
     runs = {label: memory_run(frames, tmp) for label, frames in lengths.items()}
     longest = runs[list(lengths)[-1]]["peak_rss_mb"]
     shortest = runs[next(iter(lengths))]["peak_rss_mb"]

@@ -30,8 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowkit.extract import ExtractSettings, extract  # noqa: E402
-from flowkit.partition import split_videos  # noqa: E402
+from flowkit.extraction.partition import split_videos  # noqa: E402
+from flowkit.extraction.pipeline import ExtractSettings, extract  # noqa: E402
 from flowkit.store.dataset import DatasetWriter  # noqa: E402
 from flowkit.store.merge import merge_datasets  # noqa: E402
 from flowkit.synth import Motion, make_action_dataset, render_frames  # noqa: E402

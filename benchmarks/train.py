@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flowkit.config import load_config  # noqa: E402
 from flowkit.data.annotations import Annotation  # noqa: E402
-from flowkit.extract import ExtractSettings, extract  # noqa: E402
+from flowkit.extraction.pipeline import ExtractSettings, extract  # noqa: E402
 from flowkit.store.reader import FlowStore  # noqa: E402
-from flowkit.train import LabelledData, stream_datasets, stream_model  # noqa: E402
+from flowkit.training.config import load_config  # noqa: E402
+from flowkit.training.train import LabelledData, stream_datasets, stream_model  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "testdata" / "videos"
 

@@ -121,8 +121,8 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
 
     Run it again to resume: complete videos are skipped, changed sources are redone.
     """
-    from flowkit.extract import ExtractSettings
-    from flowkit.extract import extract as run_extract
+    from flowkit.extraction.pipeline import ExtractSettings
+    from flowkit.extraction.pipeline import extract as run_extract
     from flowkit.flow.engines import parse_params
     from flowkit.video import FrameSize
 
@@ -255,8 +255,8 @@ def verify(dataset: Path, quiet: bool) -> None:
 @click.option("--max-flow", type=float, default=None, help="Displacement shown at full saturation.")
 def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: float | None) -> None:
     """Picture VIDEO's RGB frames beside their flow in the Middlebury colour wheel."""
+    from flowkit.store.pictures import write_flow_picture
     from flowkit.store.reader import FlowStore
-    from flowkit.visualize import write_flow_picture
 
     with FlowStore(dataset) as store:
         path = write_flow_picture(store.video(video), output, index, max_flow)
@@ -299,7 +299,7 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
 
     Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`).
     """
-    from flowkit.rawframes import export_rawframes as run_export
+    from flowkit.rawframes.conversion import export_rawframes as run_export
 
     report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None)
     click.echo(
@@ -323,7 +323,7 @@ def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> 
 
     Run it again to resume: folders already imported and unchanged are skipped.
     """
-    from flowkit.rawframes import import_rawframes as run_import
+    from flowkit.rawframes.conversion import import_rawframes as run_import
 
     report = run_import(in_dir, dataset, bound=bound, force=force)
     dropped = len(report.dropped_extra_flow)
@@ -380,7 +380,7 @@ def flow_error(estimate: Path, truth: Path) -> None:
 
 
 def _config_epilog() -> str:
-    from flowkit.config import TrainConfig
+    from flowkit.training.config import TrainConfig
 
     defaults = TrainConfig().to_dict()
     lines = ["\b", "Settings (pipeline TOML keys, or --set KEY=VALUE), with their defaults:"]
@@ -427,9 +427,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _training_setup(data: Path, labels: Path | None, label_format: str, split: int,
                     test_list: Path | None, pipeline: Path | None, overrides: dict[str, Any],
                     assignments: tuple[str, ...]) -> tuple[Any, Any]:
-    from flowkit.assignments import parse_assignments
-    from flowkit.config import load_config
-    from flowkit.train import load_data
+    from flowkit.params import parse_assignments
+    from flowkit.training.config import load_config
+    from flowkit.training.train import load_data
 
     settings = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in settings:
@@ -457,8 +457,8 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
           device: str | None, seed: int | None, assignments: tuple[str, ...], out: Path,
           resume: bool, quiet: bool) -> None:
     """Train one stream (rgb, flow or TSN's rgbdiff) into OUT/<modality>."""
-    from flowkit.distributed import process_group
-    from flowkit.train import prepare_run, train_stream
+    from flowkit.training.distributed import process_group
+    from flowkit.training.train import prepare_run, train_stream
 
     stream_key = "flow" if modality == "flow" else "rgb"
     config, labelled = _training_setup(
@@ -486,9 +486,9 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
                      batch_size: int | None, workers: int | None, device: str | None, seed: int | None,
                      assignments: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train the spatial and temporal streams and fuse them; print each one's accuracy and the fused."""
-    from flowkit.distributed import process_group
-    from flowkit.train import prepare_run
-    from flowkit.train import train_two_stream as run_two_stream
+    from flowkit.training.distributed import process_group
+    from flowkit.training.train import prepare_run
+    from flowkit.training.train import train_two_stream as run_two_stream
 
     config, labelled = _training_setup(
         data, labels, label_format, split, test_list, pipeline,
@@ -523,7 +523,7 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
              quiet: bool) -> None:
     """Score the test split with a stream's model: a run's stream folder (its final model), or a
     final.pt or best.pt."""
-    from flowkit.train import evaluate_checkpoint, load_data, write_scores
+    from flowkit.training.train import evaluate_checkpoint, load_data, write_scores
 
     labelled = load_data(data, labels, label_format, split, test_list)
     scores = evaluate_checkpoint(checkpoint, labelled, int(crops) if crops else None, snippets, not quiet)
@@ -543,8 +543,8 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
 def fuse(scores: tuple[Path, ...], weights: tuple[float, ...], average: str, learn: bool,
          out: Path | None) -> None:
     """Late fusion of saved test scores (.npz from evaluate or a run)."""
-    from flowkit.evaluate import Scores, fuse_learned
-    from flowkit.evaluate import fuse as fuse_scores
+    from flowkit.training.evaluation import Scores, fuse_learned
+    from flowkit.training.evaluation import fuse as fuse_scores
 
     if weights and learn:
         raise FlowkitError("use --weights or --learn, not both")
@@ -600,7 +600,7 @@ def partition(input_dir: Path, folder: Path, parts: int, list_file: Path | None)
     A video's list depends on its id only, and a list file is rewritten only when it changes,
     so make (pipelines/extract.mk) redoes only the parts whose videos changed. Prints the lists.
     """
-    from flowkit.partition import write_part_lists
+    from flowkit.extraction.partition import write_part_lists
     from flowkit.video import find_videos
 
     for path in write_part_lists(find_videos(input_dir, list_file), parts, folder):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.synth import Motion
 from flowkit.video import FrameSize
 

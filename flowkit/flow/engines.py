@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from flowkit.assignments import parse_assignments
 from flowkit.errors import FlowkitError
+from flowkit.params import parse_assignments
 
 
 @dataclass(frozen=True)

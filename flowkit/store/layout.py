@@ -69,7 +69,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
-TASKS_FOLDER = "tasks"  # Dask tasks stage their videos in tasks/<task>/ (flowkit.cluster)
+TASKS_FOLDER = "tasks"  # Dask tasks stage their videos in tasks/<task>/ (flowkit.extraction.cluster)
 
 
 class DatasetLayout:

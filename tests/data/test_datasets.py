@@ -12,7 +12,7 @@ from flowkit.data.datasets import RGB, Flow, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.data.values import IMAGENET_MEAN, IMAGENET_STD
 from flowkit.errors import FlowkitError
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.store.reader import FlowStore
 from flowkit.synth import Motion, render_frames
 from flowkit.video import FrameSize, write_video

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from flowkit.cli import EXIT_BAD_INPUT, cli
 from flowkit.errors import StoreError
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.store.index import read_index
 from flowkit.store.merge import MergeReport, merge_datasets, repack
 from flowkit.store.reader import FlowStore

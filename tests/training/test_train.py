@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from flowkit.cli import EXIT_BAD_INPUT, cli
-from flowkit.config import load_config
-from flowkit.evaluate import Scores
-from flowkit.train import load_data, train_stream, train_two_stream
+from flowkit.training.config import load_config
+from flowkit.training.evaluation import Scores
+from flowkit.training.train import load_data, train_stream, train_two_stream
 
 DEMO = ["--pipeline", "pipelines/demo.toml", "--set", "crop_size=40", "--set", "workers=0"]
 

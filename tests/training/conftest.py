@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.synth import make_action_dataset
 from flowkit.video import FrameSize
 

@@ -1,8 +1,8 @@
 import pytest
 
-from flowkit.assignments import parse_assignments
-from flowkit.config import TrainConfig, load_config
 from flowkit.errors import FlowkitError
+from flowkit.params import parse_assignments
+from flowkit.training.config import TrainConfig, load_config
 
 
 def test_defaults_are_tsns_and_files_and_options_override_them(tmp_path):
@@ -47,7 +47,7 @@ def test_assignments_and_missing_pipeline(tmp_path):
 def test_every_shipped_pipeline_loads():
     from pathlib import Path
 
-    pipelines = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml"))
+    pipelines = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.toml"))
     assert pipelines
     for path in pipelines:
         assert isinstance(load_config(path), TrainConfig), path

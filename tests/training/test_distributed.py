@@ -18,9 +18,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from flowkit.config import load_config
-from flowkit.distributed import Ranks, RankSampler, epoch_order
-from flowkit.train import Trainer, load_data, stream_datasets
+from flowkit.training.config import load_config
+from flowkit.training.distributed import Ranks, RankSampler, epoch_order
+from flowkit.training.train import Trainer, load_data, stream_datasets
 
 DEMO = ["--pipeline", "pipelines/demo.toml", "--set", "crop_size=40", "--set", "workers=0"]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from flowkit.partition import part_of
+from flowkit.extraction.partition import part_of
 from flowkit.store.index import read_index
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store
 
-MAKEFILE = Path(__file__).resolve().parents[1] / "pipelines" / "extract.mk"
+MAKEFILE = Path(__file__).resolve().parents[2] / "pipelines" / "extract.mk"
 FIRST = ["a", "b", "c", "f"]  # two in each of 2 parts: b, c in part 0; a, f in part 1
 
 

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from flowkit.cli import EXIT_BAD_INPUT, cli
 from flowkit.errors import FlowkitError
-from flowkit.partition import part_of, split_videos
+from flowkit.extraction.partition import part_of, split_videos
 from flowkit.video import find_videos, video_id
 
 VIDEOS = ["a.mp4", "b.mkv", "c.avi", "d.mkv", "e.mkv", "f.mkv", "cls/x.mkv", "cls/y.avi"]

@@ -35,11 +35,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from flowkit.config import StreamConfig, TrainConfig, load_config
 from flowkit.data.annotations import Annotation, load_labels
 from flowkit.data.datasets import RGB, Flow, Modality, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
-from flowkit.distributed import (
+from flowkit.errors import FlowkitError
+from flowkit.models.fusion import TwoStreamFusion
+from flowkit.models.i3d import I3D, load_pytorch_i3d
+from flowkit.models.inflate import inflate_state_dict
+from flowkit.models.init import cross_modality_init
+from flowkit.models.registry import create_model
+from flowkit.models.tsn import TSN
+from flowkit.store.reader import FlowStore
+from flowkit.training.config import StreamConfig, TrainConfig, load_config
+from flowkit.training.distributed import (
     Ranks,
     RankSampler,
     barrier,
@@ -50,16 +58,8 @@ from flowkit.distributed import (
     rank_share,
     sum_over_ranks,
 )
-from flowkit.errors import FlowkitError
-from flowkit.evaluate import Scores, confusion_matrix, fuse, predict, write_metrics
-from flowkit.models.fusion import TwoStreamFusion
-from flowkit.models.i3d import I3D, load_pytorch_i3d
-from flowkit.models.inflate import inflate_state_dict
-from flowkit.models.init import cross_modality_init
-from flowkit.models.registry import create_model
-from flowkit.models.tsn import TSN
-from flowkit.plots import confusion_image, line_chart
-from flowkit.store.reader import FlowStore
+from flowkit.training.evaluation import Scores, confusion_matrix, fuse, predict, write_metrics
+from flowkit.training.plots import confusion_image, line_chart
 
 STREAMS = ("rgb", "flow", "rgbdiff")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.store.layout import DatasetLayout
 from flowkit.store.reader import FlowStore
 from flowkit.store.shards import list_versions

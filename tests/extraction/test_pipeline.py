@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.flow.metrics import endpoint_error
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import h5py
 
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.store.shards import list_versions
 from flowkit.store.verify import verify_store
 from flowkit.synth import Motion

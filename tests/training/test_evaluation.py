@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.evaluate import Scores, accuracy_metrics, confusion_matrix, fuse, fuse_learned
+from flowkit.training.evaluation import (
+    Scores,
+    accuracy_metrics,
+    confusion_matrix,
+    fuse,
+    fuse_learned,
+)
 
 
 def _scores(matrix, labels, ids=None):

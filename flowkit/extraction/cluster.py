@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError
-from flowkit.extract import ExtractSettings, VideoOutcome, extract_video
+from flowkit.extraction.pipeline import ExtractSettings, VideoOutcome, extract_video
 from flowkit.store.format import canonical_settings
 from flowkit.store.layout import TASKS_FOLDER, TMP_SUFFIX
 from flowkit.store.shards import ShardWriter, list_versions

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from flowkit.cli import cli
 from flowkit.errors import FlowkitError, StoreError
-from flowkit.extract import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.flow.quantize import quantize_flow
-from flowkit.rawframes import FLOW_LIST, RGB_LIST, export_rawframes, import_rawframes
+from flowkit.rawframes.conversion import FLOW_LIST, RGB_LIST, export_rawframes, import_rawframes
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store
 from flowkit.synth import Motion

@@ -27,8 +27,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from flowkit.background import OrderedWriter, prefetch
 from flowkit.errors import FlowkitError, VideoError
+from flowkit.extraction.background import OrderedWriter, prefetch
+from flowkit.extraction.progress import ProgressReceiver
 from flowkit.flow.engines import (
     FlowEngine,
     create_engine,
@@ -37,7 +38,6 @@ from flowkit.flow.engines import (
     resolve_params,
 )
 from flowkit.flow.quantize import DEFAULT_BOUND, quantize_flow
-from flowkit.progress import ProgressReceiver
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter, WriteReport
 from flowkit.store.failures import FailureRecord
 from flowkit.store.format import (
@@ -386,7 +386,7 @@ def extract(
     with ExitStack() as stack:
         client = None
         if scheduler:
-            from flowkit.cluster import dask_client, run_tasks
+            from flowkit.extraction.cluster import dask_client, run_tasks
 
             # A malformed or unreachable scheduler fails here, before the output is touched.
             client = stack.enter_context(dask_client(scheduler))

@@ -1,0 +1,1 @@
+"""Extraction: videos to flow and frames in a dataset, on one machine or a Dask cluster."""

@@ -1,0 +1,1 @@
+"""Interchange with the rawframes folders of mmaction2, TSN and denseflow."""

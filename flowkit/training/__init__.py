@@ -1,0 +1,1 @@
+"""Training: streams, the Trainer, run folders, evaluation and score fusion."""
