@@ -1,4 +1,4 @@
-"""`NAME=VALUE` pairs from the command line (`--param`, `--set`) as a dict of strings."""
+"""Settings as users type them: `NAME=VALUE` pairs (`--param`, `--set`) and their boolean words."""
 
 from __future__ import annotations
 
@@ -17,3 +17,18 @@ def parse_assignments(pairs: Iterable[str], what: str = "setting") -> dict[str, 
             raise FlowkitError(f"{what} {pair!r} is not NAME=VALUE")
         out[name.strip()] = value.strip()
     return out
+
+
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(value: str | bool) -> bool:
+    """`true`/`1`/`yes` or `false`/`0`/`no` (any case) as a bool; anything else raises ValueError,
+    as `int("x")` does, for the caller to name the setting."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"{value!r} is not a boolean")
+    return text in TRUE_WORDS

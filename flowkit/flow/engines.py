@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
-from flowkit.params import parse_assignments
+from flowkit.params import parse_assignments, parse_bool
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,7 @@ class Param:
     def parse(self, text: str) -> Any:
         """A command-line string to this parameter's type, with a one-line error if it does not fit."""
         try:
-            if self.type is bool:
-                lowered = text.strip().lower()
-                if lowered not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError
-                return lowered in ("1", "true", "yes")
-            return self.type(text)
+            return parse_bool(text) if self.type is bool else self.type(text)
         except ValueError:
             raise FlowkitError(
                 f"parameter {self.name}={text!r}: expected {self.type.__name__}"
@@ -261,7 +257,7 @@ class TorchTVL1Engine(FlowEngine):
             raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
         if p["nscales"] < 1 or p["warps"] < 1 or not 0 < p["scale_step"] < 1:
             raise FlowkitError("nscales and warps must be at least 1, scale_step within (0, 1)")
-        resolved = tvl1_torch.resolve_device(device)
+        resolved = resolve_device(device)
         self.device = str(resolved)
         if compile is None:
             compile = resolved.type == "cuda" or has_cxx_compiler()

@@ -43,26 +43,6 @@ class TVL1Params:
     median_filtering: int = 5
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """`auto` is CUDA when present, else the CPU; asking for a device that is not there is an error."""
-    from flowkit.errors import FlowkitError
-
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise FlowkitError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise FlowkitError(f"device {name!r}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise FlowkitError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    elif device.type != "cpu":
-        raise FlowkitError(f"device {name!r}: only cpu and cuda are supported")
-    return device
-
-
 # ---- the pieces, each as OpenCV computes it ---------------------------------------------------
 
 

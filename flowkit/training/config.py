@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from flowkit.errors import FlowkitError
+from flowkit.params import parse_bool
 
 ARCHITECTURES = ("twostream", "tsn", "i3d")
 FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
@@ -107,12 +108,7 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
             inner = kind.__args__[0]
             return [inner(item) for item in items]
         if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text in ("true", "1", "yes")
+            return parse_bool(value)
         if (kind is float and isinstance(value, bool)) or (kind is int and isinstance(value, float)):
             raise ValueError
         return kind(value)

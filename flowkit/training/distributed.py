@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from flowkit.devices import wants_cuda
 from flowkit.errors import FlowkitError
 
 T = TypeVar("T")
@@ -50,10 +51,6 @@ def current_ranks() -> Ranks:
     return Ranks()
 
 
-def _wants_cuda(device: str) -> bool:
-    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-
-
 @contextmanager
 def process_group(device: str = "auto", timeout_s: float = 1800) -> Iterator[Ranks]:
     """Join the run's process group when torchrun started this process (NCCL for CUDA, gloo for
@@ -65,7 +62,7 @@ def process_group(device: str = "auto", timeout_s: float = 1800) -> Iterator[Ran
     if not dist.is_available():
         raise FlowkitError("this PyTorch build has no torch.distributed: train on one process")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = _wants_cuda(device)
+    cuda = wants_cuda(device)
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))

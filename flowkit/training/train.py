@@ -38,6 +38,7 @@ from tqdm import tqdm
 from flowkit.data.annotations import Annotation, load_labels
 from flowkit.data.datasets import RGB, Flow, Modality, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
+from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.models.fusion import TwoStreamFusion
 from flowkit.models.i3d import I3D, load_pytorch_i3d
@@ -48,7 +49,6 @@ from flowkit.models.tsn import TSN
 from flowkit.store.reader import FlowStore
 from flowkit.training.config import StreamConfig, TrainConfig, load_config
 from flowkit.training.distributed import (
-    Ranks,
     RankSampler,
     barrier,
     current_ranks,
@@ -82,18 +82,6 @@ def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", sp
     if not train.rows:
         raise FlowkitError("the training split is empty: no labelled video is in the dataset")
     return LabelledData(Path(data), train.classes, train.rows, test_list.rows)
-
-
-def resolve_device(name: str, ranks: Ranks | None = None) -> torch.device:
-    """`auto`: CUDA when present. Under torchrun, `auto` and `cuda` mean this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FlowkitError(f"device {name!r}: CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is None and ranks is not None and ranks.distributed:
-        device = torch.device("cuda", ranks.local_rank)
-    return device
 
 
 # ---- what a stream is ---------------------------------------------------------------------------------
@@ -231,7 +219,7 @@ class Trainer:
         self.logits = logits
         self.ranks = current_ranks()
         self.local_batch = local_batch_size(config.batch_size, self.ranks)
-        self.device = resolve_device(config.device, self.ranks)
+        self.device = resolve_device(config.device, self.ranks.local_rank if self.ranks.distributed else None)
         self.net: nn.Module = model  # what training calls: the model, or its DDP wrapper
         self.final_scores: Scores | None = None
         self.amp = config.amp and self.device.type == "cuda"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.flow.engines import create_engine
 from flowkit.flow.flo import read_flo
@@ -18,7 +19,6 @@ from flowkit.flow.tvl1_torch import (
     median_blur,
     median_blur_torch,
     resize_bilinear,
-    resolve_device,
     warp_bicubic,
 )
 from flowkit.synth import Motion, random_texture, render_frames

@@ -1,0 +1,42 @@
+"""Which torch device a job runs on: one rule for the flow engines, training and torchrun."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowkit.errors import FlowkitError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def wants_cuda(name: str) -> bool:
+    """Whether the device name `name` (as given by a user) resolves to a GPU on this machine."""
+    import torch
+
+    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+
+
+def resolve_device(name: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
+    """`auto` is CUDA when present, else the CPU; asking for a device that is not there is an error.
+
+    `local_rank` (a torchrun process's) makes `auto` and a bare `cuda` mean that process's GPU.
+    """
+    import torch
+
+    if str(name) == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise FlowkitError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FlowkitError(f"device {name!r}: CUDA is not available on this machine")
+        if device.index is None and local_rank is not None:
+            device = torch.device("cuda", local_rank)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise FlowkitError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise FlowkitError(f"device {name!r}: only cpu and cuda are supported")
+    return device
