@@ -1,0 +1,148 @@
+"""Commands on a dataset: info, verify, show, and rawframes export and import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from flowkit.cli.app import (
+    EXIT_FAILED,
+    cli,
+    echo_failures,
+    format_bytes,
+)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(dataset: Path, as_json: bool) -> None:
+    """What DATASET holds: videos, frames, bytes, algorithm and parameters, failures."""
+    from flowkit.store.summary import summarize
+
+    summary = summarize(dataset)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    settings = summary["settings"]
+    kinds = summary.get("bytes_by_kind", {})
+    lines = [
+        f"{dataset}  (flowkit format {summary['format_version']}, updated {summary['updated_at']})",
+        f"videos     {summary['videos']}",
+        f"frames     {summary['frames']} RGB frames, {summary['pairs']} flow pairs",
+        "sizes      " + ", ".join(f"{size} ({n})" for size, n in summary["sizes"].items()),
+        f"storage    {format_bytes(summary['bytes'])} in {summary['shards']} shard(s): "
+        + ", ".join(f"{k} {format_bytes(v)}" for k, v in kinds.items())
+        + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
+    ]
+    if settings:
+        params = " ".join(f"{k}={v}" for k, v in settings.get("params", {}).items())
+        flow = settings.get("flow_format", "raw")
+        if flow == "jpeg" and settings.get("flow_quality") is not None:
+            flow += f" q{settings['flow_quality']}"
+        rgb = "no"
+        if settings.get("rgb"):
+            quality = settings.get("rgb_quality")
+            rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
+        engine = f" ({settings['engine']})" if settings.get("engine") else ""
+        lines += [
+            f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
+            f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
+            f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
+            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
+        ]
+    failures = summary["failures"]
+    lines.append(f"failures   {len(failures)}")
+    lines += [f"  {f['source']}: {f['error']}" for f in failures]
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def verify(dataset: Path, quiet: bool) -> None:
+    """Read every video of DATASET back and check shapes and checksums; exit 1 on any damage."""
+    from tqdm import tqdm
+
+    from flowkit.store.verify import verify_store
+
+    # disable=None: no bar when stderr is not a terminal (logs, CI).
+    with tqdm(unit="video", desc="verify", disable=True if quiet else None, leave=False) as bar:
+        report = verify_store(dataset, progress=lambda _: bar.update(1))
+    for problem in report.problems:
+        click.echo(f"damaged: {problem}", err=True)
+    status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"{dataset}: {report.videos} videos, {report.frames} frames, {report.pairs} pairs: {status}")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("video")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A .png/.jpg (one pair) or .mp4/.avi (every pair).")
+@click.option("--pair", "index", type=int, default=None, help="Which pair to show [default: the middle one].")
+@click.option("--max-flow", type=float, default=None, help="Displacement shown at full saturation.")
+def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: float | None) -> None:
+    """Picture VIDEO's RGB frames beside their flow in the Middlebury colour wheel."""
+    from flowkit.store.pictures import write_flow_picture
+    from flowkit.store.reader import FlowStore
+
+    with FlowStore(dataset) as store:
+        path = write_flow_picture(store.video(video), output, index, max_flow)
+    click.echo(f"wrote {path}")
+
+
+@cli.command("export-rawframes")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("out_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--jpeg-quality", type=int, default=95, show_default=True,
+              help="JPEG quality of the flow images (RGB frames are copied as stored).")
+@click.option("--video", "videos", multiple=True, metavar="ID",
+              help="Export only this video (repeatable) [default: all].")
+def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tuple[str, ...]) -> None:
+    """Write DATASET as mmaction2/TSN rawframes: DIR/<id>/img_00001.jpg, flow_x_00001.jpg ...
+
+    Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`).
+    """
+    from flowkit.rawframes.conversion import export_rawframes as run_export
+
+    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None)
+    click.echo(
+        f"{out_dir}: exported {report.exported} videos ({report.frames} frames, {report.pairs} "
+        f"flow pairs) in {report.seconds:.1f} s; {len(report.failed)} failed",
+        err=True,
+    )
+    echo_failures(report.failed)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command("import-rawframes")
+@click.argument("in_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--bound", type=float, default=20.0, show_default=True,
+              help="The bound (pixels) the flow JPEGs were quantized with.")
+@click.option("--force", is_flag=True, help="Redo every folder, even those already imported.")
+def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> None:
+    """Import every rawframes folder under DIR (img_00001.jpg, flow_x_00001.jpg ...) into DATASET.
+
+    Run it again to resume: folders already imported and unchanged are skipped.
+    """
+    from flowkit.rawframes.conversion import import_rawframes as run_import
+
+    report = run_import(in_dir, dataset, bound=bound, force=force)
+    dropped = len(report.dropped_extra_flow)
+    click.echo(
+        f"{dataset}: imported {report.imported} videos ({report.pairs} pairs) in "
+        f"{report.seconds:.1f} s; {report.skipped} already done; {len(report.failed)} failed"
+        + (f"; dropped the extra last flow of {dropped}" if dropped else ""),
+        err=True,
+    )
+    echo_failures(report.failed, report.problems)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
