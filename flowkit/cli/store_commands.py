@@ -14,6 +14,7 @@ from flowkit.cli.app import (
     echo_failures,
     format_bytes,
 )
+from flowkit.flow.quantize import DEFAULT_BOUND
 
 
 @cli.command()
@@ -125,7 +126,7 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
 @cli.command("import-rawframes")
 @click.argument("in_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--bound", type=float, default=20.0, show_default=True,
+@click.option("--bound", type=float, default=DEFAULT_BOUND, show_default=True,
               help="The bound (pixels) the flow JPEGs were quantized with.")
 @click.option("--force", is_flag=True, help="Redo every folder, even those already imported.")
 def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> None:
