@@ -9,8 +9,8 @@ A dataset pairs a modality (what one snippet is: `RGB` frames or `Flow` stacks) 
 draws its own positions and crop from a generator seeded by (seed, epoch, index), so an epoch is
 repeatable; at test time it returns every view of the test protocol: `test_snippets` snippets
 (or every clip) times 1 or 10 crops. The shards are opened lazily, once per process, so
-datasets work in DataLoader workers (h5py handles never cross a fork) and with any sampler,
-DistributedSampler included.
+datasets work in DataLoader workers (h5py handles never cross a fork), persistent ones included
+(`set_epoch` reaches them), and with any sampler, DistributedSampler included.
 """
 
 from __future__ import annotations
@@ -230,14 +230,27 @@ class ShardDataset(Dataset):
         self.transform = transform or (RandomCrop(size) if clips else MultiScaleCrop(size))
         self.size, self.test_snippets, self.test_crops = size, test_snippets, test_crops
         self.test_flip = test_flip
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw other positions and crops next epoch (as DistributedSampler.set_epoch does)."""
-        self.epoch = epoch
+        """Draw other positions and crops from the next epoch on; call it before iterating the
+        epoch's loader (as DistributedSampler.set_epoch).
+
+        The epoch lives in shared memory, not in a plain attribute: persistent DataLoader workers
+        keep the copy of the dataset they got at the first epoch, and a shared tensor is the one
+        state those copies see change (inherited by forked workers, passed by handle to spawned
+        ones). Keeping it in the dataset, rather than in the sampler's indices, keeps every
+        sampler (DistributedSampler, the trainer's RankSampler) and `dataset[i]` working as is.
+        """
+        self._epoch[0] = epoch
 
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng((self.seed, self.epoch, index))

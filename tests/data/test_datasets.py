@@ -164,3 +164,26 @@ def test_bad_configurations_are_clear(dataset, labels):
         ShardDataset(dataset, [labels.rows[0].__class__("nowhere/x", 0)], RGB())
     with pytest.raises(FlowkitError, match="split is empty"):
         ShardDataset(dataset, [], RGB())
+
+
+def _epochs(ds, loader, epochs):
+    """Every epoch's batches, concatenated, with `set_epoch` called before each, as documented."""
+    out = []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        out.append(torch.cat([x for x, _ in loader]))
+    return out
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_workers(dataset, labels, context):
+    # Persistent workers keep the dataset they were given at the first epoch (forked or pickled).
+    ds = ShardDataset(dataset, labels, Flow(length=2), segments=2, transform=RandomCrop(24))
+    persistent = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
+                            multiprocessing_context=context)
+    in_workers = _epochs(ds, persistent, 3)
+    in_process = _epochs(ds, DataLoader(ds, batch_size=2, num_workers=0), 3)
+    assert not torch.equal(in_workers[1], in_workers[0])  # epoch 1 draws other crops
+    for epoch in range(3):
+        assert torch.equal(in_workers[epoch], in_process[epoch])
+    assert ds.epoch == 2
