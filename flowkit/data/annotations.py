@@ -335,8 +335,9 @@ def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", 
     """(train, test) label lists matched to a dataset's `ids`, from any supported description.
 
     UCF101 and HMDB51 folders and Kinetics CSVs carry their splits; a file list (`filelist-offset`:
-    mmaction2's with_offset list) or a plain CSV is the training list and `test` names the test one; `folders` (or no path) labels every video
-    by its class folder and needs `test` too, or uses no test split.
+    mmaction2's with_offset list) or a plain CSV is the training list and `test` names the test
+    one; `folders` (or no path) labels every video by its class folder and needs `test` too, or
+    uses no test split.
     """
     ids = list(ids)
     if fmt not in LABEL_FORMATS:
@@ -352,6 +353,7 @@ def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", 
         matched = labels.match(ids, missing="warn")
         test_name = "val" if fmt == "kinetics" and not any(r.split == "test" for r in matched.rows) else "test"
         return matched.split("train"), matched.split(test_name)
+
     def read(list_path: Path, split_name: str) -> LabelList:
         if fmt == "csv":
             return read_csv(list_path, split_name)
