@@ -11,7 +11,7 @@ from flowkit.cli import cli
 from flowkit.errors import FlowkitError, StoreError
 from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.flow.quantize import quantize_flow
-from flowkit.rawframes.conversion import FLOW_LIST, RGB_LIST, export_rawframes, import_rawframes
+from flowkit.rawframes import FLOW_LIST, RGB_LIST, export_rawframes, import_rawframes
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store
 from flowkit.synth import Motion
