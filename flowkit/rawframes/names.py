@@ -212,6 +212,10 @@ def find_rawframe_folders(in_dir: Path) -> list[RawframeFolder]:
         raise FlowkitError(f"input folder {in_dir} does not exist")
     if not in_dir.is_dir():
         raise FlowkitError(f"input {in_dir} is not a folder")
+    name = in_dir.resolve().name
+    if name in FLOW_TREES and all((in_dir.resolve().parent / tree).is_dir() for tree in FLOW_TREES):
+        raise FlowkitError(f"{in_dir} is one of twostreamfusion's u/ and v/ flow trees: "
+                           f"import the folder that holds both ({in_dir.resolve().parent})")
     videos: dict[str, _Found] = {}
     for dirpath, dirnames, filenames in os.walk(in_dir):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
