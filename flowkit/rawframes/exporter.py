@@ -12,8 +12,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flowkit.data.annotations import AnnotationError, LabelList, from_folders, load_labels
 from flowkit.errors import FlowkitError, StoreError
 from flowkit.rawframes.importer import one_line
 from flowkit.rawframes.names import FLOW_X, FLOW_Y, RGB, TSN_NAMES, classify, frame_file_name
@@ -26,6 +26,9 @@ from flowkit.store.reader import FlowStore, VideoRecord
 RGB_LIST = "rawframes_rgb.txt"
 FLOW_LIST = "rawframes_flow.txt"
 NO_LABEL = -1  # the label of a video its label source does not label
+
+if TYPE_CHECKING:
+    from flowkit.data.annotations import LabelList
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def dataset_labels(ids: list[str], source: LabelSource) -> tuple[LabelList, str]
     Without a label file, ids outside class folders leave the whole dataset unlabelled (the
     reason says so) rather than failing the export.
     """
+    # Imported here: flowkit.data brings in torch, which importing rawframes never needs.
+    from flowkit.data.annotations import AnnotationError, LabelList, from_folders, load_labels
+
     if source.path is None and source.test_list is None:
         try:
             return from_folders(ids), ""

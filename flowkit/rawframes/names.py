@@ -169,11 +169,14 @@ class _Found:
     problem: str = ""
 
 
-def _flow_tree(relative: PurePosixPath) -> tuple[str, PurePosixPath]:
-    """(FLOW_X or FLOW_Y, the video's path) for a folder under a `u`/`v` tree, else ("", itself)."""
+def _flow_tree(in_dir: Path, relative: PurePosixPath) -> tuple[str, PurePosixPath]:
+    """(FLOW_X or FLOW_Y, the video's path) for a folder under a `u`/`v` tree, else ("", itself).
+
+    A flow tree is a `u` or `v` folder beside the other one, as twostreamfusion's are.
+    """
     parts = relative.parts
     for i, part in enumerate(parts):
-        if part in FLOW_TREES:
+        if part in FLOW_TREES and all((in_dir.joinpath(*parts[:i]) / tree).is_dir() for tree in FLOW_TREES):
             return FLOW_TREES[part], PurePosixPath(*parts[:i], *parts[i + 1 :])
     return "", relative
 
@@ -204,7 +207,8 @@ def find_rawframe_folders(in_dir: Path) -> list[RawframeFolder]:
     """Every video under `in_dir` (itself included, hidden folders skipped) with rawframe files.
 
     A folder's own files make one video, named by its path; twostreamfusion's `u/<id>/` and
-    `v/<id>/` frames are the flow of video `<id>`, joined with RGB frames in `<id>/` if any.
+    `v/<id>/` frames (u/ and v/ side by side) are the flow of video `<id>`, joined with RGB
+    frames in `<id>/` if any.
     Any file of a known naming counts, so a video missing its first file is reported rather
     than silently skipped.
     """
@@ -221,7 +225,7 @@ def find_rawframe_folders(in_dir: Path) -> list[RawframeFolder]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
         relative = PurePosixPath(folder.relative_to(in_dir).as_posix())
-        flow_tree, video_path = _flow_tree(relative)
+        flow_tree, video_path = _flow_tree(in_dir, relative)
         streams, problem = _streams_of(folder, sorted(filenames), flow_tree)
         if not streams and not problem and flow_tree:  # not flow: `u` may be a video's own name
             flow_tree, video_path = "", relative

@@ -9,7 +9,14 @@ from click.testing import CliRunner
 
 from flowkit.cli import cli
 from flowkit.errors import FlowkitError
-from flowkit.rawframes import LAYOUT_ATTR, find_rawframe_folders, import_rawframes
+from flowkit.rawframes import (
+    FLOW_LIST,
+    LAYOUT_ATTR,
+    RGB_LIST,
+    export_rawframes,
+    find_rawframe_folders,
+    import_rawframes,
+)
 from flowkit.store.reader import FlowStore
 from flowkit.store.summary import summarize
 from flowkit.store.verify import verify_store
@@ -185,6 +192,12 @@ def test_denseflow_rgb_only_folder(tmp_path):
     with FlowStore(out) as store:
         _assert_stored(store, "v", rgb, [])
         assert store.video("v").attrs[LAYOUT_ATTR] == "denseflow (img_00000.jpg)"
+    # Exported back in flowkit's own layout: the same bytes from img_00001.jpg, no flow to list.
+    report = export_rawframes(out, tmp_path / "back")
+    assert report.ok and (report.frames, report.pairs) == (4, 0)
+    assert [(tmp_path / f"back/v/img_{i + 1:05d}.jpg").read_bytes() for i in range(4)] == rgb
+    assert (tmp_path / "back" / RGB_LIST).read_text() == "v 4 -1\n"
+    assert (tmp_path / "back" / FLOW_LIST).read_text() == ""
 
 
 def test_real_gaps_fail_that_video_naming_the_file(tmp_path):
@@ -262,3 +275,12 @@ def test_importing_one_flow_tree_alone_is_refused(tmp_path):
     with pytest.raises(FlowkitError, match=r"one of twostreamfusion's u/ and v/ flow trees: import the folder"):
         import_rawframes(tmp_path / "tvl1_flow/u", tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_a_video_folder_named_v_alone_is_no_flow_tree(tmp_path):
+    rgb, _ = _video(3)
+    _write(tmp_path / "rf/Cls/v", [f"frame{i + 1:06d}.jpg" for i in range(3)], rgb)
+    out = tmp_path / "out.h5"
+    assert import_rawframes(tmp_path / "rf", out).ok
+    with FlowStore(out) as store:
+        _assert_stored(store, "Cls/v", rgb, [])
