@@ -67,7 +67,7 @@ def _training_setup(data: Path, labels: Path | None, label_format: str, split: i
                     assignments: tuple[str, ...]) -> tuple[Any, Any]:
     from flowkit.params import parse_assignments
     from flowkit.training.config import load_config
-    from flowkit.training.train import load_data
+    from flowkit.training.streams import load_data
 
     settings = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in settings:
@@ -90,7 +90,7 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
           resume: bool, quiet: bool) -> None:
     """Train one stream (rgb, flow or TSN's rgbdiff) into OUT/<modality>."""
     from flowkit.training.distributed import process_group
-    from flowkit.training.train import prepare_run, train_stream
+    from flowkit.training.runs import prepare_run, train_stream
 
     stream_key = "flow" if modality == "flow" else "rgb"
     config, labelled = _training_setup(
@@ -119,8 +119,8 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
                      assignments: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train the spatial and temporal streams and fuse them; print each one's accuracy and the fused."""
     from flowkit.training.distributed import process_group
-    from flowkit.training.train import prepare_run
-    from flowkit.training.train import train_two_stream as run_two_stream
+    from flowkit.training.runs import prepare_run
+    from flowkit.training.runs import train_two_stream as run_two_stream
 
     config, labelled = _training_setup(
         data, labels, label_format, split, test_list, pipeline,
@@ -155,7 +155,8 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
              quiet: bool) -> None:
     """Score the test split with a stream's model: a run's stream folder (its final model), or a
     final.pt or best.pt."""
-    from flowkit.training.train import evaluate_checkpoint, load_data, write_scores
+    from flowkit.training.evaluation import evaluate_checkpoint, write_scores
+    from flowkit.training.streams import load_data
 
     labelled = load_data(data, labels, label_format, split, test_list)
     scores = evaluate_checkpoint(checkpoint, labelled, int(crops) if crops else None, snippets, not quiet)
@@ -175,8 +176,8 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
 def fuse(scores: tuple[Path, ...], weights: tuple[float, ...], average: str, learn: bool,
          out: Path | None) -> None:
     """Late fusion of saved test scores (.npz from evaluate or a run)."""
-    from flowkit.training.evaluation import Scores, fuse_learned
-    from flowkit.training.evaluation import fuse as fuse_scores
+    from flowkit.training.scores import Scores, fuse_learned
+    from flowkit.training.scores import fuse as fuse_scores
 
     if weights and learn:
         raise FlowkitError("use --weights or --learn, not both")

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from flowkit.cli import EXIT_BAD_INPUT, cli
 from flowkit.training.config import load_config
-from flowkit.training.evaluation import Scores
-from flowkit.training.train import load_data, train_stream, train_two_stream
+from flowkit.training.runs import train_stream, train_two_stream
+from flowkit.training.scores import Scores
+from flowkit.training.streams import load_data
 
 DEMO = ["--pipeline", "pipelines/demo.toml", "--set", "crop_size=40", "--set", "workers=0"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.training.evaluation import (
+from flowkit.training.scores import (
     Scores,
     accuracy_metrics,
     confusion_matrix,
