@@ -15,8 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from flowkit.data.annotations import Annotation, load_labels
-from flowkit.data.datasets import RGB, Flow, Modality, ShardDataset, TwoStreamDataset
+from flowkit.data.annotations import Annotation
+from flowkit.data.datasets import (
+    RGB,
+    Flow,
+    Modality,
+    ShardDataset,
+    TwoStreamDataset,
+    dataset_labels,
+)
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.errors import FlowkitError
 from flowkit.models.i3d import I3D, load_pytorch_i3d
@@ -24,7 +31,6 @@ from flowkit.models.inflate import inflate_state_dict
 from flowkit.models.init import cross_modality_init
 from flowkit.models.registry import create_model
 from flowkit.models.tsn import TSN
-from flowkit.store.reader import FlowStore
 from flowkit.training.config import StreamConfig, TrainConfig
 
 STREAMS = ("rgb", "flow", "rgbdiff")
@@ -43,8 +49,7 @@ class LabelledData:
 def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", split: int = 1,
               test: str | Path | None = None) -> LabelledData:
     """Open the dataset and match its ids to the label lists; errors before any training."""
-    with FlowStore(data) as store:
-        train, test_list = load_labels(labels, store.ids, fmt, split, test)
+    train, test_list = dataset_labels(data, labels, fmt, split, test)
     if not train.rows:
         raise FlowkitError("the training split is empty: no labelled video is in the dataset")
     return LabelledData(Path(data), train.classes, train.rows, test_list.rows)
