@@ -25,9 +25,10 @@ from flowkit.training.scores import Scores, confusion_matrix, write_metrics
 from flowkit.training.streams import (
     STREAMS,
     LabelledData,
-    _video_ids,
+    LabelSource,
     stream_datasets,
     stream_model,
+    video_ids,
     view_logits,
 )
 
@@ -87,7 +88,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: LabelledData, test_crops: 
     model.load_state_dict(saved["model"])
     device = resolve_device(config.device)
     model.to(device)
-    return predict(model, test_set, view_logits, _video_ids(test_set), data.classes, device,
+    return predict(model, test_set, view_logits, video_ids(test_set), data.classes, device,
                    workers=config.workers, progress=progress)
 
 
@@ -108,3 +109,17 @@ def write_scores(scores: Scores, out: Path, title: str) -> None:
     write_metrics(out / "metrics.json", scores.metrics())
     counts = confusion_matrix(scores.scores, scores.labels, len(scores.classes))
     confusion_image(counts, scores.classes, out / "confusion.png", f"{title}: top-1 {scores.metrics()['top1']:.1%}")
+
+
+def evaluate_and_write(checkpoint: str | Path, source: LabelSource, test_crops: int | None = None,
+                       test_snippets: int | None = None, out: str | Path | None = None,
+                       progress: bool = True) -> tuple[Scores, Path]:
+    """`flowkit evaluate`: the checkpoint's test scores, written (`write_scores`) to `out`, by
+    default an `evaluation` folder in the run's stream folder or beside the checkpoint file;
+    returns the scores and that folder."""
+    data = source.load()
+    scores = evaluate_checkpoint(checkpoint, data, test_crops, test_snippets, progress)
+    checkpoint = Path(checkpoint)
+    folder = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation"
+    write_scores(scores, folder, checkpoint.name)
+    return scores, folder

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +25,20 @@ from flowkit.data.datasets import ShardDataset, TwoStreamDataset
 from flowkit.errors import FlowkitError
 from flowkit.models.fusion import TwoStreamFusion
 from flowkit.models.registry import create_model
-from flowkit.training.config import StreamConfig, TrainConfig
-from flowkit.training.distributed import (
-    current_ranks,
-    local_batch_size,
-    on_main,
-)
+from flowkit.training.config import TrainConfig, command_config, settings_key
+from flowkit.training.distributed import current_ranks, local_batch_size, on_main, process_group
 from flowkit.training.evaluation import write_scores
 from flowkit.training.scores import Scores, fuse
 from flowkit.training.streams import (
     STREAMS,
     LabelledData,
-    _train_crop,
+    LabelSource,
     fusion_view_logits,
     load_init,
     stream_datasets,
     stream_modality,
     stream_model,
+    train_crop,
 )
 from flowkit.training.trainer import Trainer
 
@@ -88,7 +87,7 @@ def train_stream(config: TrainConfig, data: LabelledData, stream: str, out: Path
     _seed(config)
     train_set, test_set = stream_datasets(config, stream, data)
     model = stream_model(config, stream, len(data.classes))
-    settings: StreamConfig = getattr(config, "flow" if stream == "flow" else "rgb")
+    settings = config.stream(stream)
     if settings.init:
         load_init(model, settings.init)
     trainer = Trainer(out / stream, stream, model, train_set, test_set, settings, config, data)
@@ -106,7 +105,7 @@ def train_joint_fusion(config: TrainConfig, data: LabelledData, out: Path, resum
     snippets = max(t, config.test_snippets // t * t)
     rgb_mod, flow_mod = stream_modality(config, "rgb"), stream_modality(config, "flow")
     common = {"size": config.crop_size, "seed": config.seed}
-    crop = _train_crop(config)
+    crop = train_crop(config)
     train_set = TwoStreamDataset(ShardDataset(data.path, data.train, rgb_mod, segments=t, transform=crop, **common),
                                  ShardDataset(data.path, data.train, flow_mod, segments=t, transform=crop, **common))
     test_set = None
@@ -156,3 +155,42 @@ def train_two_stream(config: TrainConfig, data: LabelledData, out: Path, resume:
     if main:
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+# ---- the commands: settings and data in, a trained run out ---------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """What a training command reports: its run folder and its test metrics."""
+
+    folder: Path
+    metrics: dict[str, Any]  # {stream or fusion: metrics}; empty without a test split
+    reports: bool  # this process reports: the only one, or rank 0 under torchrun
+
+
+def run_stream(stream: str, source: LabelSource, pipeline: str | Path | None, options: dict[str, Any],
+               assignments: Sequence[str], init: str | Path | None, out: str | Path, resume: bool = False,
+               progress: bool = True) -> RunOutcome:
+    """`flowkit train`: one stream trained into `out/<stream>`, starting from `init` when given.
+    Settings and labels are checked before the run folder is made."""
+    config = command_config(pipeline, {**options, f"{settings_key(stream)}.init": init}, assignments)
+    data = source.load()
+    with process_group(config.device) as ranks:  # torchrun: one process of several
+        run = prepare_run(out, config, data, resume, {"command": "train", "modality": stream})
+        scores = train_stream(config, data, stream, run, resume, progress)
+    return RunOutcome(run, {stream: scores.metrics()} if scores is not None else {}, ranks.main)
+
+
+def run_two_stream(source: LabelSource, pipeline: str | Path | None, options: dict[str, Any],
+                   assignments: Sequence[str], out: str | Path, resume: bool = False,
+                   progress: bool = True) -> RunOutcome:
+    """`flowkit train-two-stream`: both streams and their fusion, scored on the test split."""
+    config = command_config(pipeline, options, assignments)
+    data = source.load()
+    if not data.test:
+        raise FlowkitError("train-two-stream needs a test split to score and fuse the streams")
+    with process_group(config.device) as ranks:  # torchrun: one process of several
+        run = prepare_run(out, config, data, resume, {"command": "train-two-stream"})
+        summary = train_two_stream(config, data, run, resume, progress)
+    return RunOutcome(run, summary, ranks.main)

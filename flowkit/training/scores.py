@@ -130,3 +130,19 @@ def fuse_learned(parts: Sequence[Scores], folds: int = 5, seed: int = 0) -> Scor
 
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.write_text(json.dumps(metrics, indent=1) + "\n")
+
+
+def fuse_files(paths: Sequence[str | Path], weights: Sequence[float] = (), average: str = "logits",
+               learn: bool = False) -> tuple[dict[str, dict[str, float]], Scores]:
+    """`flowkit fuse`: saved scores fused with `weights` (one per file; default equal) or by a
+    learned fusion. Returns each file's metrics (named by the file, or by its folder for a run's
+    scores.npz) and the fused ones under "fused", and the fused scores."""
+    if weights and learn:
+        raise FlowkitError("use --weights or --learn, not both")
+    files = [Path(path) for path in paths]
+    parts = [Scores.load(path) for path in files]
+    fused = fuse_learned(parts) if learn else fuse(parts, weights or None, average)
+    rows = {path.stem if path.stem != "scores" else path.parent.name: p.metrics()
+            for path, p in zip(files, parts, strict=True)}
+    rows["fused"] = fused.metrics()
+    return rows, fused

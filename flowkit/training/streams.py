@@ -31,7 +31,7 @@ from flowkit.models.inflate import inflate_state_dict
 from flowkit.models.init import cross_modality_init
 from flowkit.models.registry import create_model
 from flowkit.models.tsn import TSN
-from flowkit.training.config import StreamConfig, TrainConfig
+from flowkit.training.config import TrainConfig
 
 STREAMS = ("rgb", "flow", "rgbdiff")
 
@@ -53,6 +53,21 @@ def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", sp
     if not train.rows:
         raise FlowkitError("the training split is empty: no labelled video is in the dataset")
     return LabelledData(Path(data), train.classes, train.rows, test_list.rows)
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where a command's labelled videos come from: a dataset and the description of its labels
+    (`--data`, `--labels`, `--format`, `--split`, `--test-list`)."""
+
+    data: Path
+    labels: Path | None = None
+    fmt: str = "auto"
+    split: int = 1
+    test: Path | None = None
+
+    def load(self) -> LabelledData:
+        return load_data(self.data, self.labels, self.fmt, self.split, self.test)
 
 
 # ---- what a stream is ---------------------------------------------------------------------------------
@@ -83,7 +98,7 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData) -> tup
     modality = stream_modality(config, stream)
     common = {"clips": config.arch == "i3d", "size": config.crop_size, "seed": config.seed}
     train = ShardDataset(data.path, data.train, modality, segments=_segments(config),
-                         transform=_train_crop(config), **common)
+                         transform=train_crop(config), **common)
     test = None
     if data.test:
         test = ShardDataset(data.path, data.test, modality, train=False, test_snippets=config.test_snippets,
@@ -91,7 +106,8 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData) -> tup
     return train, test
 
 
-def _train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
+def train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
+    """The training crop: TSN's multi-scale crop for 2D networks, a random crop for I3D."""
     flip = 0.5 if config.flip else 0.0
     if config.arch == "i3d":
         return RandomCrop(config.crop_size, flip=flip)
@@ -99,7 +115,8 @@ def _train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
 
 
 def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Module:
-    settings: StreamConfig = getattr(config, "flow" if stream == "flow" else "rgb")
+    """The network of one stream, untrained (TSN or the two-stream paper's 2D network, or I3D)."""
+    settings = config.stream(stream)
     if config.arch == "i3d":
         return create_model("i3d", num_classes, in_chans=3 if stream == "rgb" else 2, dropout=settings.dropout)
     modality = stream_modality(config, stream)
@@ -170,6 +187,7 @@ def fusion_view_logits(time_steps: int) -> Callable[[nn.Module, tuple[torch.Tens
     return logits
 
 
-def _video_ids(dataset: ShardDataset | TwoStreamDataset) -> list[str]:
+def video_ids(dataset: ShardDataset | TwoStreamDataset) -> list[str]:
+    """The ids of a dataset's videos, in its order (the order of its test scores)."""
     rows = dataset.flow.rows if isinstance(dataset, TwoStreamDataset) else dataset.rows
     return [r.video for r in rows]

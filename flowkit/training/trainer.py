@@ -42,7 +42,7 @@ from flowkit.training.distributed import (
 from flowkit.training.evaluation import predict, write_scores
 from flowkit.training.plots import line_chart
 from flowkit.training.scores import Scores
-from flowkit.training.streams import LabelledData, _video_ids, view_logits
+from flowkit.training.streams import LabelledData, video_ids, view_logits
 
 
 class Trainer:
@@ -194,7 +194,7 @@ class Trainer:
 
     def _predict(self, progress: bool) -> Scores:
         """Every test video's scores, on every rank; each rank scores its share of the videos."""
-        ids = _video_ids(self.test_set)
+        ids = video_ids(self.test_set)
         positions = rank_share(list(range(len(ids))), self.ranks)
         part = None
         if positions:
