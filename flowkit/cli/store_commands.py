@@ -119,7 +119,7 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
     Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`),
     labels 0-based from --labels (e.g. UCF101's classInd.txt order), else by class folder.
     """
-    from flowkit.rawframes import LabelSource
+    from flowkit.data.annotations import LabelSource
     from flowkit.rawframes import export_rawframes as run_export
 
     source = LabelSource(labels, label_format, split, test_list)

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowkit.data import sampling
-from flowkit.data.annotations import Annotation, LabelList
+from flowkit.data.annotations import Annotation, LabelList, load_labels
 from flowkit.data.stacking import (
     bidirectional_stack,
     subtract_mean_flow,
@@ -207,7 +207,20 @@ class _Store:
         return {"path": self.path, "_store": None, "_pid": -1}
 
 
+# ---- labels tied to a dataset's ids: the one place they meet a store --------------------------------
+
+
+def dataset_labels(path: str | Path, labels: str | Path | None, fmt: str = "auto", split: int = 1,
+                   test: str | Path | None = None) -> tuple[LabelList, LabelList]:
+    """(train, test) label lists of the dataset at `path`, read by `load_labels` and matched to the
+    ids the dataset holds (videos it lacks are skipped with one warning)."""
+    with FlowStore(path) as store:
+        return load_labels(labels, store.ids, fmt, split, test)
+
+
 def _annotations(labels: LabelList | list[Annotation], store: FlowStore) -> list[Annotation]:
+    """The rows a dataset reads: a LabelList matched to the store's ids (every video must be
+    there), or rows already matched (by `dataset_labels`), checked."""
     rows = labels.match(store.ids).rows if isinstance(labels, LabelList) else list(labels)
     missing = [r.video for r in rows if r.video not in store]
     if missing:
