@@ -12,7 +12,6 @@ from flowkit.cli.app import (
     EXIT_FAILED,
     cli,
     echo_failures,
-    format_bytes,
     label_options,
 )
 from flowkit.flow.quantize import DEFAULT_BOUND
@@ -23,45 +22,13 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def info(dataset: Path, as_json: bool) -> None:
     """What DATASET holds: videos, frames, bytes, algorithm and parameters, failures."""
-    from flowkit.store.summary import summarize
+    from flowkit.store.summary import describe, summarize
 
     summary = summarize(dataset)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    settings = summary["settings"]
-    kinds = summary.get("bytes_by_kind", {})
-    lines = [
-        f"{dataset}  (flowkit format {summary['format_version']}, updated {summary['updated_at']})",
-        f"videos     {summary['videos']}",
-        f"frames     {summary['frames']} RGB frames, {summary['pairs']} flow pairs",
-        "sizes      " + ", ".join(f"{size} ({n})" for size, n in summary["sizes"].items()),
-        f"storage    {format_bytes(summary['bytes'])} in {summary['shards']} shard(s): "
-        + ", ".join(f"{k} {format_bytes(v)}" for k, v in kinds.items())
-        + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
-    ]
-    if settings:
-        params = " ".join(f"{k}={v}" for k, v in settings.get("params", {}).items())
-        flow = settings.get("flow_format", "raw")
-        if flow == "jpeg" and settings.get("flow_quality") is not None:
-            flow += f" q{settings['flow_quality']}"
-        rgb = "no"
-        if settings.get("rgb"):
-            quality = settings.get("rgb_quality")
-            rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
-        engine = f" ({settings['engine']})" if settings.get("engine") else ""
-        lines += [
-            f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
-            f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
-            f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
-            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
-        ]
-    if summary.get("layouts"):
-        lines.append("layout     " + ", ".join(f"{name} ({n})" for name, n in summary["layouts"].items()))
-    failures = summary["failures"]
-    lines.append(f"failures   {len(failures)}")
-    lines += [f"  {f['source']}: {f['error']}" for f in failures]
-    click.echo("\n".join(lines))
+    click.echo(describe(summary, str(dataset)))
 
 
 @cli.command()

@@ -33,7 +33,7 @@ from flowkit.data.stacking import (
 from flowkit.data.transforms import Crop, MultiScaleCrop, RandomCrop, apply_crop, eval_views
 from flowkit.data.values import flow_values, rgb_values
 from flowkit.errors import FlowkitError
-from flowkit.flow.quantize import dequantize_flow
+from flowkit.flow.quantize import centre_codes, dequantize_flow, quantization_step
 from flowkit.store.index import IndexEntry
 from flowkit.store.reader import FlowStore, VideoRecord
 
@@ -175,15 +175,11 @@ class Flow(Modality):
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         if snippet.dtype == np.uint8:
             # Codes centred on zero motion, so that a flip may negate u; then scaled to pixels.
-            region = apply_crop(snippet, crop, is_flow=True, convert=_centred_codes)
-            flow = region * np.float32(2.0 * video.bound / 255.0)
+            region = apply_crop(snippet, crop, is_flow=True, convert=centre_codes)
+            flow = region * np.float32(quantization_step(video.bound))
         else:
             flow = apply_crop(snippet, crop, is_flow=True)
         return _channels_first(flow_values(flow, video.bound, self.values), self.clip)
-
-
-def _centred_codes(codes: np.ndarray) -> np.ndarray:
-    return codes.astype(np.float32) - np.float32(127.5)
 
 
 # ---- the datasets ---------------------------------------------------------------------------------------
