@@ -56,7 +56,7 @@ def verify(dataset: Path, quiet: bool) -> None:
 @click.argument("video")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="A .png/.jpg (one pair) or .mp4/.avi (every pair).")
-@click.option("--pair", "index", type=int, default=None, help="Which pair to show [default: the middle one].")
+@click.option("--pair", "index", type=int, default=None, help="Which pair to show, from 0 (negative: from the end) [default: the middle one].")
 @click.option("--max-flow", type=float, default=None, help="Displacement shown at full saturation.")
 def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: float | None) -> None:
     """Picture VIDEO's RGB frames beside their flow in the Middlebury colour wheel."""

@@ -20,9 +20,9 @@ import numpy as np
 
 from flowkit.errors import FlowkitError, VideoError
 from flowkit.extraction.pipeline import run_pipeline
-from flowkit.extraction.settings import check_positive
 from flowkit.extraction.worker import VideoOutcome
 from flowkit.flow.quantize import DEFAULT_BOUND
+from flowkit.params import check_positive
 from flowkit.rawframes.names import (
     FLOW_X,
     FLOW_Y,

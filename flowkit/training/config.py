@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,13 +84,21 @@ class TrainConfig:
             (self.test_crops in (1, 10), f"test_crops must be 1 or 10, not {self.test_crops}"),
             (len(self.fusion_weights) == 2, "fusion_weights takes two numbers: RGB and flow"),
             (self.fusion_average in ("logits", "softmax"), "fusion_average must be logits or softmax"),
-            (min(self.segments, self.flow_length, self.clip_length, self.batch_size, self.crop_size,
-                 self.test_snippets, self.clip_stride, self.fusion_frames) >= 1,
-             "segments, lengths, sizes and counts must be at least 1"),
+            *((getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+              for name in ("segments", "flow_length", "clip_length", "batch_size", "crop_size",
+                           "test_snippets", "clip_stride", "fusion_frames")),
+            (self.workers >= 0, f"workers must be 0 (load in the training process) or more, got {self.workers}"),
+            (self.eval_every >= 0, f"eval_every must be 0 (at the end only) or more, got {self.eval_every}"),
+            *((math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
+               f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+              for name in ("momentum", "weight_decay", "lr_gamma")),
         ]
         for stream in STREAMS_WITH_SETTINGS:
             s = getattr(self, stream)
-            checks += [(s.lr > 0 and s.epochs >= 1, f"{stream}.lr must be positive and {stream}.epochs at least 1"),
+            checks += [(math.isfinite(s.lr) and s.lr > 0 and s.epochs >= 1,
+                        f"{stream}.lr must be positive and {stream}.epochs at least 1"),
+                       (math.isfinite(s.clip_grad) and s.clip_grad >= 0,
+                        f"{stream}.clip_grad must be a finite number >= 0 (0: no clipping)"),
                        (0 <= s.dropout < 1, f"{stream}.dropout must be in [0, 1)")]
         for ok, message in checks:
             if not ok:
