@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
 
 
 class ConvBN(nn.Module):
@@ -131,6 +132,16 @@ class BNInception(Backbone):
         init_weights(self)
 
 
+@register_model(
+    ModelInfo(
+        name="bninception", summary="2D stream, TSN's backbone", channels=(3,), frames=1,
+        size=224, values="caffe", first_conv="features.conv1.conv", classifier="fc",
+        params=11_285_224,
+        paper="Ioffe & Szegedy: Batch Normalization: Accelerating Deep Network Training by "
+        "Reducing Internal Covariate Shift (ICML 2015)",
+        layouts=("tsn-pytorch",),
+    )
+)
 def bninception(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> BNInception:
     """BN-Inception: a spatial stream (in_chans 3) or a temporal one (2L stacked flow channels)."""
     return BNInception(num_classes=num_classes, in_chans=in_chans, dropout=dropout)

@@ -19,6 +19,12 @@ from torch import Tensor, nn
 
 from ..errors import FlowkitError
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
+
+_PAPER = (
+    "Carreira & Zisserman: Quo Vadis, Action Recognition? A New Model and the Kinetics Dataset "
+    "(CVPR 2017)"
+)
 
 Kernel = tuple[int, ...]
 
@@ -211,16 +217,38 @@ class TwoStreamI3D(nn.Module):
         )
 
 
+@register_model(
+    ModelInfo(
+        name="inception_v1", summary="2D stream, the network I3D inflates", channels=(3,),
+        frames=1, size=224, values="unit", first_conv="features.conv1a.conv", classifier="fc",
+        params=6_624_904,
+        paper="Szegedy et al.: Going Deeper with Convolutions (CVPR 2015), with BN as TF-slim's",
+    )
+)
 def inception_v1(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> InceptionV1:
     """2D Inception-v1 on images; a 2D stream, and the source of I3D's inflated weights."""
     return InceptionV1(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
+@register_model(
+    ModelInfo(
+        name="i3d", summary="I3D, one stream (RGB: 3, flow: 2 channels)", channels=(3,),
+        frames=64, size=224, values="unit", first_conv="features.conv1a.conv", classifier="fc",
+        params=12_697_264, paper=_PAPER, layouts=("pytorch-i3d",),
+    )
+)
 def i3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.5) -> I3D:
     """One I3D stream: RGB (in_chans 3) or flow (in_chans 2)."""
     return I3D(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
+@register_model(
+    ModelInfo(
+        name="i3d_two_stream", summary="RGB + flow I3D, logits summed", channels=(3, 2),
+        frames=64, size=224, values="unit", first_conv=None, classifier=None,
+        params=25_372_576, paper=_PAPER,
+    )
+)
 def i3d_two_stream(num_classes: int = 400, dropout: float = 0.5) -> TwoStreamI3D:
     """Two-stream I3D: an RGB and a flow stream whose logits are summed."""
     return TwoStreamI3D(
