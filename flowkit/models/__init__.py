@@ -21,9 +21,7 @@ from .fusion import (
 )
 # isort: on
 from .backbone import STAGES, Backbone
-from .i3d import load_pytorch_i3d
-from .inflate import inflate_state_dict, inflate_weight
-from .init import cross_modality_init, cross_modality_weight, partial_bn
+from .init import partial_bn
 from .registry import (
     ModelInfo,
     create_model,
@@ -32,6 +30,14 @@ from .registry import (
     model_info,
     register_model,
     reset_classifier,
+)
+from .weights import (
+    cross_modality_init,
+    cross_modality_weight,
+    inflate_state_dict,
+    inflate_weight,
+    load_init,
+    load_pytorch_i3d,
 )
 
 __all__ = [
@@ -62,6 +68,7 @@ __all__ = [
     "info_of",
     "late_fusion",
     "list_models",
+    "load_init",
     "load_pytorch_i3d",
     "model_info",
     "partial_bn",

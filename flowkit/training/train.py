@@ -41,11 +41,9 @@ from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.models.fusion import TwoStreamFusion
-from flowkit.models.i3d import I3D, load_pytorch_i3d
-from flowkit.models.inflate import inflate_state_dict
-from flowkit.models.init import cross_modality_init
 from flowkit.models.registry import create_model
 from flowkit.models.tsn import TSN
+from flowkit.models.weights import load_init
 from flowkit.store.reader import FlowStore
 from flowkit.training.config import StreamConfig, TrainConfig, load_config
 from flowkit.training.distributed import (
@@ -136,41 +134,6 @@ def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Modul
     return create_model("tsn", num_classes, backbone=config.backbone, modality=stream,
                         num_segments=_segments(config), snippet_length=None if stream == "rgb" else length,
                         consensus=config.consensus, dropout=settings.dropout, partial_bn=config.partial_bn)
-
-
-def load_init(model: nn.Module, path: str | Path) -> None:
-    """Start from a checkpoint: a flowkit run's, a 2D network's (ImageNet; converted by
-    cross-modality initialisation for flow and RGB difference, inflated for I3D), or
-    pytorch-i3d's. The classifier is kept only when its shape fits."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FlowkitError(f"--init {path}: no such file") from None
-    except Exception as exc:
-        raise FlowkitError(f"--init {path} is not a PyTorch checkpoint ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise FlowkitError(f"--init {path} holds no state dict")
-    if isinstance(model, I3D) and any(k.startswith("Conv3d_1a_7x7") for k in state):
-        load_pytorch_i3d(model, state, classifier=False)
-        return
-    target = model.backbone if isinstance(model, TSN) else model
-    reference = target.state_dict()
-    if any(k.startswith("backbone.") for k in state) and isinstance(model, TSN):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    stem = next((k for k, v in reference.items() if v.dim() in (4, 5)), None)
-    if stem in state and state[stem].shape[1] != reference[stem].shape[1]:
-        state = cross_modality_init(state, reference[stem].shape[1], key=stem)
-    if isinstance(model, I3D) and stem in state and state[stem].dim() == 4:
-        state = inflate_state_dict({k: v for k, v in state.items() if k in reference},
-                                   {k: v for k, v in reference.items() if k in state})
-    kept = {k: v for k, v in state.items() if k in reference and v.shape == reference[k].shape}
-    missing = [k for k in reference if k not in kept and not k.startswith("fc.") and "num_batches" not in k]
-    if missing:
-        raise FlowkitError(f"--init {path} does not fit the model: {len(missing)} tensors missing or "
-                           f"of other shapes (first: {missing[0]})")
-    target.load_state_dict({**reference, **kept})
 
 
 def view_logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
