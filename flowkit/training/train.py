@@ -41,7 +41,7 @@ from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.models.fusion import TwoStreamFusion
-from flowkit.models.registry import create_model
+from flowkit.models.registry import create_model, model_info
 from flowkit.models.tsn import TSN
 from flowkit.models.weights import load_init
 from flowkit.store.reader import FlowStore
@@ -86,18 +86,20 @@ def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", sp
 
 
 def stream_modality(config: TrainConfig, stream: str) -> Modality:
-    """The input one stream reads: frames or flow, as 2D snippets or 3D clips."""
+    """The input one stream reads: frames or flow, as 2D snippets or 3D clips; RGB values as the
+    network's metadata says its weights expect them."""
+    values = model_info("i3d" if config.arch == "i3d" else config.backbone).values
     if config.arch == "i3d":
         if stream == "rgb":
-            return RGB(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
+            return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
         if stream == "flow":
             return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
         raise FlowkitError("i3d has rgb and flow streams, not rgbdiff")
     length = 10 if config.arch == "twostream" and config.flow_length == TrainConfig.flow_length else config.flow_length
     if stream == "rgb":
-        return RGB()
+        return RGB(values=values)
     if stream == "rgbdiff":
-        return RGB(length=length + 1)
+        return RGB(length=length + 1, values=values)
     return Flow(length=length, stacking=config.stacking, mean_subtraction=config.mean_subtraction)
 
 
