@@ -25,6 +25,7 @@ from flowkit.data.datasets import ShardDataset, TwoStreamDataset
 from flowkit.errors import FlowkitError
 from flowkit.models.fusion import TwoStreamFusion
 from flowkit.models.registry import create_model
+from flowkit.models.weights import load_init
 from flowkit.training.config import TrainConfig, command_config, settings_key
 from flowkit.training.distributed import current_ranks, local_batch_size, on_main, process_group
 from flowkit.training.evaluation import write_scores
@@ -34,7 +35,6 @@ from flowkit.training.streams import (
     DataSource,
     LabelledData,
     fusion_view_logits,
-    load_init,
     stream_datasets,
     stream_modality,
     stream_model,

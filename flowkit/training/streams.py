@@ -26,10 +26,7 @@ from flowkit.data.datasets import (
 )
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.errors import FlowkitError
-from flowkit.models.i3d import I3D, load_pytorch_i3d
-from flowkit.models.inflate import inflate_state_dict
-from flowkit.models.init import cross_modality_init
-from flowkit.models.registry import create_model
+from flowkit.models.registry import create_model, model_info
 from flowkit.models.tsn import TSN
 from flowkit.training.config import TrainConfig
 
@@ -71,18 +68,20 @@ class DataSource:
 
 
 def stream_modality(config: TrainConfig, stream: str) -> Modality:
-    """The input one stream reads: frames or flow, as 2D snippets or 3D clips."""
+    """The input one stream reads: frames or flow, as 2D snippets or 3D clips; RGB values as the
+    network's metadata says its weights expect them."""
+    values = model_info("i3d" if config.arch == "i3d" else config.backbone).values
     if config.arch == "i3d":
         if stream == "rgb":
-            return RGB(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
+            return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
         if stream == "flow":
             return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
         raise FlowkitError("i3d has rgb and flow streams, not rgbdiff")
     length = 10 if config.arch == "twostream" and config.flow_length == TrainConfig.flow_length else config.flow_length
     if stream == "rgb":
-        return RGB()
+        return RGB(values=values)
     if stream == "rgbdiff":
-        return RGB(length=length + 1)
+        return RGB(length=length + 1, values=values)
     return Flow(length=length, stacking=config.stacking, mean_subtraction=config.mean_subtraction)
 
 
@@ -123,45 +122,6 @@ def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Modul
                         consensus=config.consensus, dropout=settings.dropout, partial_bn=config.partial_bn)
 
 
-# ---- load_init: starting a model from a checkpoint (its own block: it moves to models/weights.py) ----
-
-
-def load_init(model: nn.Module, path: str | Path) -> None:
-    """Start from a checkpoint: a flowkit run's, a 2D network's (ImageNet; converted by
-    cross-modality initialisation for flow and RGB difference, inflated for I3D), or
-    pytorch-i3d's. The classifier is kept only when its shape fits."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FlowkitError(f"--init {path}: no such file") from None
-    except Exception as exc:
-        raise FlowkitError(f"--init {path} is not a PyTorch checkpoint ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise FlowkitError(f"--init {path} holds no state dict")
-    if isinstance(model, I3D) and any(k.startswith("Conv3d_1a_7x7") for k in state):
-        load_pytorch_i3d(model, state, classifier=False)
-        return
-    target = model.backbone if isinstance(model, TSN) else model
-    reference = target.state_dict()
-    if any(k.startswith("backbone.") for k in state) and isinstance(model, TSN):
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    stem = next((k for k, v in reference.items() if v.dim() in (4, 5)), None)
-    if stem in state and state[stem].shape[1] != reference[stem].shape[1]:
-        state = cross_modality_init(state, reference[stem].shape[1], key=stem)
-    if isinstance(model, I3D) and stem in state and state[stem].dim() == 4:
-        state = inflate_state_dict({k: v for k, v in state.items() if k in reference},
-                                   {k: v for k, v in reference.items() if k in state})
-    kept = {k: v for k, v in state.items() if k in reference and v.shape == reference[k].shape}
-    missing = [k for k in reference if k not in kept and not k.startswith("fc.") and "num_batches" not in k]
-    if missing:
-        raise FlowkitError(f"--init {path} does not fit the model: {len(missing)} tensors missing or "
-                           f"of other shapes (first: {missing[0]})")
-    target.load_state_dict({**reference, **kept})
-
-
-# ---- end of load_init -----------------------------------------------------------------------------
 
 
 def view_logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
