@@ -36,7 +36,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         *label_option_list(),
         click.option("--pipeline", type=click.Path(path_type=Path), default=None,
                      help="A pipeline TOML file (pipelines/*.toml); options below override it."),
-        click.option("--arch", default=None, help="twostream, tsn or i3d."),
+        click.option("--arch", default=None, help="twostream, tsn, or a 3D clip network: i3d, resnet18_3d, ..."),
         click.option("--backbone", default=None, help="2D backbone (resnet18, resnet50, bninception, tiny...)."),
         click.option("--epochs", type=int, default=None, help="Epochs of every stream."),
         click.option("--batch-size", type=int, default=None),

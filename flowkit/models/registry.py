@@ -147,3 +147,17 @@ def reset_classifier(model: nn.Module, num_classes: int) -> None:
 def _check_name(name: str) -> None:
     if name not in _MODELS:
         raise FlowkitError(f"unknown model {name!r}; models are {', '.join(_MODELS)}")
+
+
+def accepts(name: str, argument: str) -> bool:
+    """Whether the builder of `name` takes the keyword `argument` (`dropout`, say)."""
+    import inspect
+
+    if name not in _MODELS:
+        raise FlowkitError(f"unknown model {name!r}; models are {', '.join(_MODELS)}")
+    return argument in inspect.signature(_MODELS[name][0]).parameters
+
+
+def clip_networks() -> list[str]:
+    """The registered one-input 3D networks: what a stream of clips can train (`--arch`)."""
+    return [name for name, (_, info) in _MODELS.items() if info.dims == 3 and len(info.channels) == 1]

@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 from flowkit.errors import FlowkitError
 from flowkit.params import parse_assignments, parse_bool
 
-ARCHITECTURES = ("twostream", "tsn", "i3d")
+SNIPPET_ARCHITECTURES = ("twostream", "tsn")  # 2D networks on snippets; any clip network also goes
 FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
 STREAMS_WITH_SETTINGS = ("rgb", "flow")  # the tables of StreamConfig; rgbdiff trains with rgb's
 EVERY_STREAM = ("epochs",)  # top-level overrides meaning that setting of every stream
@@ -43,7 +43,7 @@ class StreamConfig:
 class TrainConfig:
     """Everything a run needs besides the data; defaults are TSN's (Wang et al. 2016) on UCF101."""
 
-    arch: str = "tsn"  # twostream (Simonyan & Zisserman 2014), tsn, or i3d (Carreira & Zisserman 2017)
+    arch: str = "tsn"  # twostream (Simonyan & Zisserman 2014), tsn, or a 3D clip network: i3d, ...
     fusion: str = "late"  # late, or a mid-level fusion trained jointly: sum, max, concat, conv, bilinear
     backbone: str = "bninception"  # 2D backbone of twostream and tsn (any 2D model of flowkit.models)
     segments: int = 3  # TSN's K (twostream: 1 snippet)
@@ -52,7 +52,7 @@ class TrainConfig:
     mean_subtraction: bool = False
     consensus: str = "avg"  # TSN's segmental consensus: avg, max, weighted
     partial_bn: bool = True  # TSN's partial BN (for fine-tuning pretrained weights; off from scratch)
-    clip_length: int = 64  # i3d: frames per clip
+    clip_length: int = 64  # 3D networks (i3d ...): frames per clip
     clip_stride: int = 1
     crop_size: int = 224
     flip: bool = True  # mirror half the training samples (off when left/right matters to the labels)
@@ -75,10 +75,14 @@ class TrainConfig:
         lr=0.001, epochs=340, lr_steps=[190, 300], dropout=0.7))
 
     def validate(self) -> None:
+        from flowkit.models.registry import clip_networks  # here: the models bring in torch
+
         checks = [
-            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}"),
+            (self.arch in SNIPPET_ARCHITECTURES or self.arch in clip_networks(),
+             f"arch must be one of {', '.join(SNIPPET_ARCHITECTURES + tuple(clip_networks()))}, "
+             f"not {self.arch!r}"),
             (self.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}"),
-            (self.fusion == "late" or self.arch != "i3d",
+            (self.fusion == "late" or self.arch in SNIPPET_ARCHITECTURES,
              "mid-level fusion joins two 2D towers: use arch twostream or tsn, or fusion late"),
             (self.stacking in ("flow", "trajectory"), f"stacking must be flow or trajectory, not {self.stacking!r}"),
             (self.test_crops in (1, 10), f"test_crops must be 1 or 10, not {self.test_crops}"),
@@ -103,6 +107,11 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise FlowkitError(message)
+
+    @property
+    def clips(self) -> bool:
+        """Whether the streams are 3D networks on clips (else 2D networks on snippets)."""
+        return self.arch not in SNIPPET_ARCHITECTURES
 
     def stream(self, stream: str) -> StreamConfig:
         """The settings `stream` trains with: flow's own, rgb's for rgb and rgbdiff."""

@@ -26,7 +26,7 @@ from flowkit.data.datasets import (
 )
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.errors import FlowkitError
-from flowkit.models.registry import create_model, model_info
+from flowkit.models.registry import accepts, create_model, model_info
 from flowkit.models.tsn import TSN
 from flowkit.training.config import TrainConfig
 
@@ -70,13 +70,13 @@ class DataSource:
 def stream_modality(config: TrainConfig, stream: str, rgb_values: str | None = None) -> Modality:
     """The input one stream reads: frames or flow, as 2D snippets or 3D clips; RGB values as the
     network's metadata says its weights expect them, unless `rgb_values` (a checkpoint's) says."""
-    values = rgb_values or model_info("i3d" if config.arch == "i3d" else config.backbone).values
-    if config.arch == "i3d":
+    values = rgb_values or model_info(config.arch if config.clips else config.backbone).values
+    if config.clips:
         if stream == "rgb":
             return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
         if stream == "flow":
             return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
-        raise FlowkitError("i3d has rgb and flow streams, not rgbdiff")
+        raise FlowkitError(f"{config.arch} has rgb and flow streams, not rgbdiff")
     length = 10 if config.arch == "twostream" and config.flow_length == TrainConfig.flow_length else config.flow_length
     if stream == "rgb":
         return RGB(values=values)
@@ -93,7 +93,7 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData,
                     rgb_values: str | None = None) -> tuple[ShardDataset, ShardDataset | None]:
     """Training and test datasets of one stream (test None when there is no test split)."""
     modality = stream_modality(config, stream, rgb_values)
-    common = {"clips": config.arch == "i3d", "size": config.crop_size, "seed": config.seed}
+    common = {"clips": config.clips, "size": config.crop_size, "seed": config.seed}
     train = ShardDataset(data.path, data.train, modality, segments=_segments(config),
                          transform=train_crop(config), **common)
     test = None
@@ -104,25 +104,25 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData,
 
 
 def train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
-    """The training crop: TSN's multi-scale crop for 2D networks, a random crop for I3D."""
+    """The training crop: TSN's multi-scale crop for 2D networks, a random crop for 3D ones (I3D's)."""
     flip = 0.5 if config.flip else 0.0
-    if config.arch == "i3d":
+    if config.clips:
         return RandomCrop(config.crop_size, flip=flip)
     return MultiScaleCrop(config.crop_size, flip=flip)
 
 
 def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Module:
-    """The network of one stream, untrained (TSN or the two-stream paper's 2D network, or I3D)."""
+    """The network of one stream, untrained (TSN or the two-stream paper's 2D network, or a 3D
+    clip network such as I3D)."""
     settings = config.stream(stream)
-    if config.arch == "i3d":
-        return create_model("i3d", num_classes, in_chans=3 if stream == "rgb" else 2, dropout=settings.dropout)
+    if config.clips:
+        extra = {"dropout": settings.dropout} if accepts(config.arch, "dropout") else {}
+        return create_model(config.arch, num_classes, in_chans=3 if stream == "rgb" else 2, **extra)
     modality = stream_modality(config, stream)
     length = modality.clip_len - 1 if stream == "rgbdiff" else modality.clip_len
     return create_model("tsn", num_classes, backbone=config.backbone, modality=stream,
                         num_segments=_segments(config), snippet_length=None if stream == "rgb" else length,
                         consensus=config.consensus, dropout=settings.dropout, partial_bn=config.partial_bn)
-
-
 
 
 def view_logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -23,7 +23,7 @@ def test_defaults_are_tsns_and_files_and_options_override_them(tmp_path):
         ("segmnts = 3\n", {}, "unknown setting 'segmnts'"),
         ("segments = 'three'\n", {}, "segments: 'three' is not a int"),
         ("", {"flow.lrr": "1"}, r"option flow.lrr: \[flow\]: unknown setting 'lrr'|unknown setting 'lrr'"),
-        ("", {"arch": "c3d"}, "arch must be one of twostream, tsn, i3d"),
+        ("", {"arch": "c4d"}, "arch must be one of twostream, tsn, "),
         ("", {"fusion": "conv", "arch": "i3d"}, "mid-level fusion joins two 2D towers"),
         ("", {"test_crops": "5"}, "test_crops must be 1 or 10"),
         ("arch = \n", {}, "is not valid TOML"),

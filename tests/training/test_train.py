@@ -123,7 +123,7 @@ def test_evaluate_and_fuse_commands(action_data, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--arch", "c3d"], "arch must be one of"),
+        (["--arch", "c4d"], "arch must be one of"),
         (["--set", "segmnts=2"], "unknown setting 'segmnts'"),
         (["--labels", "{tmp}/nowhere"], "labels {tmp}/nowhere do not exist"),
         (["--data", "{tmp}/none.h5"], "does not exist"),
@@ -157,3 +157,23 @@ def test_two_streams_without_a_test_split_stop_before_the_run_folder(action_data
     with pytest.raises(FlowkitError, match="train-two-stream needs a test split"):
         run_two_stream(DataSource(data), "pipelines/demo.toml", {"epochs": 1}, [], tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_any_registered_clip_network_trains_both_streams(action_data, tmp_path):
+    """`--arch` takes any registered one-input 3D network, not only I3D: its clips, its values."""
+    from flowkit.models import model_info
+    from flowkit.models.registry import clip_networks
+
+    assert {"i3d", "resnet18_3d"} <= set(clip_networks())
+    data, splits = action_data
+    labelled = load_data(data, splits)
+    config = load_config(None, {"arch": "resnet18_3d", "clip_length": "4", "crop_size": "32",
+                                "batch_size": "8", "workers": "0", "rgb.epochs": "1",
+                                "flow.epochs": "1", "eval_every": "0"})
+    summary = train_two_stream(config, labelled, tmp_path / "run", progress=False)
+    assert summary["fused"]["videos"] == 32
+    saved = torch.load(tmp_path / "run/rgb/final.pt", weights_only=False)
+    assert saved["rgb_values"] == model_info("resnet18_3d").values
+    assert saved["model"]["conv1.weight"].dim() == 5  # a 3D network was trained
+    flow = torch.load(tmp_path / "run/flow/final.pt", weights_only=False)["model"]
+    assert flow["conv1.weight"].shape[1] == 2  # on u/v clips
