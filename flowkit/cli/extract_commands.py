@@ -48,7 +48,8 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--batch-size", type=int, default=None,
               help="Frame pairs per torch engine call [default: 1 on CPU, 32 on GPU].")
 @click.option("--force", is_flag=True, help="Redo every video, even those already done.")
-@click.option("--shard-size", type=int, default=1024, show_default=True, help="Target shard size in MB.")
+@click.option("--shard-size", type=float, default=1024, show_default=True,
+              help="Target shard size in MB (a small one, e.g. 0.001, packs a shard per video).")
 @click.option("--scheduler", "--dask", "scheduler", default=None, metavar="ADDRESS",
               help="Run on a Dask cluster: tcp://host:8786, or local:N for N local worker processes.")
 @click.option("--task-size", type=int, default=16, show_default=True,
@@ -59,14 +60,14 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
             device: str, preset: str, params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
             flow_format: str, flow_quality: int, compression: int, jobs: int | None,
-            threads: int | None, batch_size: int | None, force: bool, shard_size: int, scheduler: str | None,
+            threads: int | None, batch_size: int | None, force: bool, shard_size: float, scheduler: str | None,
             task_size: int, quiet: bool, as_json: bool) -> None:
     """Compute optical flow for every video in INPUT_DIR into the dataset OUTPUT (e.g. out.h5).
 
     Run it again to resume: complete videos are skipped, changed sources are redone.
     """
     from flowkit.extraction.pipeline import extract as run_extract
-    from flowkit.extraction.settings import ExtractSettings, frame_size
+    from flowkit.extraction.settings import ExtractSettings, frame_size, shard_bytes
     from flowkit.flow.engines import parse_params
 
     size = frame_size(short_side, fixed_size, no_resize)
@@ -79,7 +80,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     )
     report = run_extract(
         input_dir, output, settings, list_file=list_file, jobs=jobs, threads=threads, force=force,
-        progress=not quiet and not as_json, shard_bytes=shard_size << 20,
+        progress=not quiet and not as_json, shard_bytes=shard_bytes(shard_size),
         scheduler=scheduler, task_size=task_size,
     )
     if as_json:

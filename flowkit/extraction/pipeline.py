@@ -216,7 +216,7 @@ def extract(
     check_count("--threads", threads)
     check_count("--task-size", task_size)
     if shard_bytes < 1:
-        raise FlowkitError(f"--shard-size must be at least 1 MB, got {shard_bytes / 2**20:g}")
+        raise FlowkitError(f"shard_bytes must be at least 1, got {shard_bytes}")
     videos = find_videos(Path(input_dir), Path(list_file) if list_file else None)
     if not videos:
         raise FlowkitError(f"no videos found in {input_dir}")

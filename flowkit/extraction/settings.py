@@ -45,6 +45,12 @@ def frame_size(short_side: int | None = None, fixed: str | None = None, keep: bo
     return size
 
 
+def shard_bytes(megabytes: float) -> int:
+    """`--shard-size` (MB, positive) in bytes."""
+    check_positive("--shard-size", megabytes)
+    return max(1, int(megabytes * 2**20))
+
+
 @dataclass(frozen=True)
 class ExtractSettings:
     """Everything that decides the stored values; a change to any of them means redoing a video."""

@@ -24,9 +24,9 @@ SETTINGS = ["--algorithm", "dis", "--no-resize"]
 
 
 def _start(videos: Path, out: Path, jobs: int) -> subprocess.Popen:
-    # --shard-size 0 packs after every video, so there are many shard and index writes to hit.
+    # A shard size of 1 KB packs after every video, so there are many shard and index writes to hit.
     command = [sys.executable, "-m", "flowkit", "extract", str(videos), str(out), *SETTINGS,
-               "--quiet", "--shard-size", "0", "--jobs", str(jobs)]
+               "--quiet", "--shard-size", "0.001", "--jobs", str(jobs)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
