@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError, StoreError
+from flowkit.store.damage import clear_mark, marks_copy, read_marks
 from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
 from flowkit.store.format import canonical_settings
-from flowkit.store.index import check_index_path, write_index
+from flowkit.store.index import check_index_path, read_index, write_index
 from flowkit.store.layout import DatasetLayout, write_json_atomic
-from flowkit.store.shards import ShardWriter, VideoVersion, list_versions
+from flowkit.store.shards import (
+    READ_ERRORS,
+    ShardWriter,
+    UnreadableShard,
+    VideoVersion,
+    list_versions,
+)
 
 DEFAULT_SHARD_BYTES = 1 << 30
 
@@ -135,17 +142,48 @@ class DatasetWriter:
             return self._shard_versions[path]
         try:
             versions = list_versions(path, staged=staged)
-        except StoreError as exc:
-            self.problems.append(str(exc))
+        except UnreadableShard as exc:
+            self._set_aside(path, staged, exc.reason)
             return []
         if not staged:
             self._shard_versions[path] = versions
         return versions
 
+    def _set_aside(self, path: Path, staged: bool, reason: str) -> None:
+        """Treat an unreadable shard (or staged file) like a missing one: move it out of the
+        dataset, into `unreadable/` for the user to inspect, so that its videos are redone and the
+        next run is clean; one problem line says so."""
+        what = "staged video" if staged else "shard"
+        count = "its video" if staged else self._indexed_count(path)
+        target = self.layout.unreadable_dir / path.name
+        try:
+            self.layout.unreadable_dir.mkdir(exist_ok=True)
+            os.replace(path, target)
+            kept = f"moved to {self.layout.relative(target)}"
+        except OSError as exc:
+            kept = f"left in place: {exc}"
+        problem = (f"{what} {self.layout.relative(path)} is unreadable ({reason}); "
+                   f"{count} will be redone ({kept})")
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def _indexed_count(self, shard: Path) -> str:
+        """\"its N videos\" by the published index, the only record left of what it held."""
+        try:
+            entries = read_index(self.layout.index).entries.values()
+        except (StoreError, *READ_ERRORS):
+            return "its videos"
+        name = self.layout.relative(shard)
+        count = sum(entry.shard == name for entry in entries)
+        return f"its {count} video{'s' if count != 1 else ''}"
+
     def live_versions(self, include_staged: bool = True) -> dict[str, VideoVersion]:
-        """The newest complete copy of each video, over all shards (and staged files)."""
+        """The newest complete copy of each video, over all shards (and staged files).
+
+        A copy that `flowkit verify` marked damaged is live (it is not deleted while nothing
+        replaces it) but carries `damaged`, so it is not current: the next run redoes it.
+        """
         live: dict[str, VideoVersion] = {}
-        self.problems = []
         sources = [(p, False) for p in self.layout.shard_paths()]
         if include_staged:
             sources += [(p, True) for p in self.layout.staged_paths()]
@@ -154,6 +192,11 @@ class DatasetWriter:
                 current = live.get(version.id)
                 if current is None or version.newer_than(current):
                     live[version.id] = version
+        for video_id, mark in read_marks(self.layout).items():
+            version = live.get(video_id)
+            if version is not None and marks_copy(mark, self.layout.relative(version.file),
+                                                  version.extracted_at_ns):
+                live[video_id] = replace(version, damaged=True)
         return live
 
     # publishing ------------------------------------------------------------------------------
@@ -194,7 +237,15 @@ class DatasetWriter:
         settings = self.stored_settings() or {}
         write_index(self.layout, list(published.values()), read_failures(self.layout), settings)
         self._collect_garbage(published)
+        self._clear_stale_marks(published)
         return published
+
+    def _clear_stale_marks(self, published: dict[str, VideoVersion]) -> None:
+        """Forget the damage marks of copies no longer published: redone, or gone."""
+        for video_id in read_marks(self.layout):
+            version = published.get(video_id)
+            if version is None or not version.damaged:
+                clear_mark(self.layout, video_id)
 
     def _collect_garbage(self, published: dict[str, VideoVersion]) -> None:
         live_staged = {v.file for v in self.live_versions().values() if v.staged}
