@@ -53,7 +53,7 @@ from flowkit.extraction.pipeline import ExtractSettings, available_cores, extrac
 from flowkit.flow.engines import FlowEngine, create_engine
 from flowkit.flow.metrics import endpoint_error
 from flowkit.flow.quantize import DEFAULT_BOUND, dequantize_flow, quantize_flow
-from flowkit.rawframes.conversion import export_rawframes
+from flowkit.rawframes import export_rawframes
 from flowkit.store.codec import decode_jpeg, encode_jpeg
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES
 from flowkit.store.format import BYTES_ATTR, RGB

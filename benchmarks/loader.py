@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from flowkit.data.annotations import Annotation  # noqa: E402
 from flowkit.data.datasets import RGB, Flow, ShardDataset  # noqa: E402
 from flowkit.extraction.pipeline import ExtractSettings, extract  # noqa: E402
-from flowkit.rawframes.conversion import export_rawframes  # noqa: E402
+from flowkit.rawframes import export_rawframes  # noqa: E402
 from flowkit.store.index import IndexEntry  # noqa: E402
 from flowkit.store.reader import FlowStore  # noqa: E402
 

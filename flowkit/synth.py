@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowkit.errors import FlowkitError
 from flowkit.video import write_video
 
 
@@ -185,3 +186,22 @@ def make_action_dataset(folder: str | Path, videos_per_class: int = 24, frames: 
     (splits / "trainlist01.txt").write_text("".join(train))
     (splits / "testlist01.txt").write_text("".join(test))
     return paths
+
+
+SYNTH_KINDS = ("actions", "camera")
+
+
+def write_synthetic(folder: str | Path, kind: str = "actions", videos_per_class: int = 24,
+                    test_per_class: int = 8, frames: int = 16, size: int = 64,
+                    seed: int = 0) -> list[Path]:
+    """`flowkit synth`: the action dataset or the camera-motion clips, after checking the
+    options as a user gives them (one-line errors before anything is written)."""
+    if kind not in SYNTH_KINDS:
+        raise FlowkitError(f"--kind must be one of {', '.join(SYNTH_KINDS)}, not {kind!r}")
+    if not 2 <= frames <= 10_000 or not 16 <= size <= 4096:
+        raise FlowkitError("need 2 <= --frames <= 10000 and 16 <= --size <= 4096")
+    if not 1 <= test_per_class < videos_per_class:
+        raise FlowkitError("need 1 <= --test-per-class < --videos-per-class")
+    if kind == "camera":
+        return make_camera_videos(folder, frames, size * 5 // 4, size)
+    return make_action_dataset(folder, videos_per_class, frames, size, test_per_class, seed)

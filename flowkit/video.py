@@ -97,6 +97,9 @@ def _videos_from_list(root: Path, list_file: Path) -> list[VideoFile]:
     return videos
 
 
+MAX_SIDE = 16384  # pixels: beyond 16K video, and 4 GB a frame pair of flow
+
+
 @dataclass(frozen=True)
 class FrameSize:
     """How decoded frames are resized: to a short side, to a fixed size, or kept (made even)."""
@@ -134,8 +137,8 @@ class FrameSize:
 
     def validate(self) -> None:
         for value in (self.short_side, self.width, self.height):
-            if value is not None and value < 2:
-                raise FlowkitError(f"frame size {self} must be at least 2 pixels")
+            if value is not None and not 2 <= value <= MAX_SIDE:
+                raise FlowkitError(f"frame size {self.describe()}: each side must be 2..{MAX_SIDE} pixels")
 
     def describe(self) -> str:
         if self.width is not None:

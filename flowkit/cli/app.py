@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -69,6 +70,27 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="An algorithm parameter (repeatable); see the list below."),
     ]
     for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def label_option_list() -> list[Callable[..., Any]]:
+    """--labels, --format, --split and --test-list: a label source for `load_labels`."""
+    return [
+        click.option("--labels", type=click.Path(path_type=Path), default=None,
+                     help="UCF101 or HMDB51 split folder, Kinetics CSV, mmaction2 list or CSV "
+                          "[default: the class folders of the video ids]."),
+        click.option("--format", "label_format", default="auto", show_default=True,
+                     help="auto, ucf101, hmdb51, kinetics, filelist, csv or folders."),
+        click.option("--split", type=int, default=1, show_default=True, help="UCF101/HMDB51 split."),
+        click.option("--test-list", type=click.Path(path_type=Path), default=None,
+                     help="The test list, for a --labels file list or CSV."),
+    ]
+
+
+def label_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The label-source options (label_option_list) on one command."""
+    for option in reversed(label_option_list()):
         command = option(command)
     return command
 

@@ -16,7 +16,7 @@ from flowkit.cli.app import (
     engine_epilog,
     engine_options,
 )
-from flowkit.errors import FlowkitError
+from flowkit.flow.quantize import DEFAULT_BOUND
 
 
 @cli.command(epilog=engine_epilog())
@@ -29,7 +29,7 @@ from flowkit.errors import FlowkitError
               help="Resize so the shorter side has this many pixels [default: 256].")
 @click.option("--size", "fixed_size", default=None, metavar="WxH", help="Resize to exactly WxH, e.g. 340x256.")
 @click.option("--no-resize", is_flag=True, help="Keep the source size (rounded to even).")
-@click.option("--bound", type=float, default=20.0, show_default=True,
+@click.option("--bound", type=float, default=DEFAULT_BOUND, show_default=True,
               help="Flow is clipped to +-bound pixels before quantization to uint8.")
 @click.option("--step", type=int, default=1, show_default=True, help="Flow between frames this far apart.")
 @click.option("--fps", type=float, default=None, help="Resample videos to this frame rate first.")
@@ -65,22 +65,11 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
 
     Run it again to resume: complete videos are skipped, changed sources are redone.
     """
-    from flowkit.extraction.pipeline import ExtractSettings
     from flowkit.extraction.pipeline import extract as run_extract
+    from flowkit.extraction.settings import ExtractSettings, frame_size
     from flowkit.flow.engines import parse_params
-    from flowkit.video import FrameSize
 
-    given = [short_side is not None, fixed_size is not None, no_resize]
-    if sum(given) > 1:
-        raise FlowkitError("use only one of --short-side, --size and --no-resize")
-    if fixed_size:
-        size = FrameSize.parse(fixed_size)
-        if size.width is None:
-            raise FlowkitError(f"--size {fixed_size!r} is not WxH")
-    elif no_resize:
-        size = FrameSize.keep()
-    else:
-        size = FrameSize(short_side=short_side if short_side is not None else 256)
+    size = frame_size(short_side, fixed_size, no_resize)
     settings = ExtractSettings(
         algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), engine=engine,
         device=device, preset=preset, bound=bound,

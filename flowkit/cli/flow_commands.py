@@ -27,14 +27,9 @@ def synth(folder: Path, kind: str, videos_per_class: int, test_per_class: int, f
           size: int, seed: int) -> None:
     """Write synthetic videos into FOLDER: a small action dataset (with UCF101-style split files
     in FOLDER/splits) in which colour and motion each carry part of the label, or camera motions."""
-    from flowkit.synth import make_action_dataset, make_camera_videos
+    from flowkit.synth import write_synthetic
 
-    if frames < 2 or size < 16 or videos_per_class <= test_per_class or test_per_class < 1:
-        raise FlowkitError("need --frames >= 2, --size >= 16 and 1 <= --test-per-class < --videos-per-class")
-    if kind == "camera":
-        paths = make_camera_videos(folder, frames, size * 5 // 4, size)
-    else:
-        paths = make_action_dataset(folder, videos_per_class, frames, size, test_per_class, seed)
+    paths = write_synthetic(folder, kind, videos_per_class, test_per_class, frames, size, seed)
     click.echo(f"wrote {len(paths)} videos to {folder}")
 
 

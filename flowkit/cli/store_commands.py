@@ -13,7 +13,9 @@ from flowkit.cli.app import (
     cli,
     echo_failures,
     format_bytes,
+    label_options,
 )
+from flowkit.flow.quantize import DEFAULT_BOUND
 
 
 @cli.command()
@@ -54,6 +56,8 @@ def info(dataset: Path, as_json: bool) -> None:
             f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
             f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
         ]
+    if summary.get("layouts"):
+        lines.append("layout     " + ", ".join(f"{name} ({n})" for name, n in summary["layouts"].items()))
     failures = summary["failures"]
     lines.append(f"failures   {len(failures)}")
     lines += [f"  {f['source']}: {f['error']}" for f in failures]
@@ -116,19 +120,30 @@ def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: f
               help="JPEG quality of the flow images (RGB frames are copied as stored).")
 @click.option("--video", "videos", multiple=True, metavar="ID",
               help="Export only this video (repeatable) [default: all].")
-def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tuple[str, ...]) -> None:
+@label_options
+@click.option("--absolute", is_flag=True,
+              help="List absolute paths (DIR resolved), for loaders that open them from anywhere (tsn-pytorch).")
+def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tuple[str, ...],
+                     labels: Path | None, label_format: str, split: int, test_list: Path | None,
+                     absolute: bool) -> None:
     """Write DATASET as mmaction2/TSN rawframes: DIR/<id>/img_00001.jpg, flow_x_00001.jpg ...
 
-    Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`).
+    Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`),
+    labels 0-based from --labels (e.g. UCF101's classInd.txt order), else by class folder.
     """
-    from flowkit.rawframes.conversion import export_rawframes as run_export
+    from flowkit.rawframes import LabelSource
+    from flowkit.rawframes import export_rawframes as run_export
 
-    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None)
+    source = LabelSource(labels, label_format, split, test_list)
+    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None, source, absolute)
     click.echo(
         f"{out_dir}: exported {report.exported} videos ({report.frames} frames, {report.pairs} "
         f"flow pairs) in {report.seconds:.1f} s; {len(report.failed)} failed",
         err=True,
     )
+    if report.unlabelled:
+        why = report.unlabelled_reason or f"{labels or 'the label source'} does not label them"
+        click.echo(f"{report.unlabelled} videos listed with label -1: {why}", err=True)
     echo_failures(report.failed)
     if not report.ok:
         sys.exit(EXIT_FAILED)
@@ -137,15 +152,17 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
 @cli.command("import-rawframes")
 @click.argument("in_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--bound", type=float, default=20.0, show_default=True,
+@click.option("--bound", type=float, default=DEFAULT_BOUND, show_default=True,
               help="The bound (pixels) the flow JPEGs were quantized with.")
 @click.option("--force", is_flag=True, help="Redo every folder, even those already imported.")
 def import_rawframes(in_dir: Path, dataset: Path, bound: float, force: bool) -> None:
-    """Import every rawframes folder under DIR (img_00001.jpg, flow_x_00001.jpg ...) into DATASET.
+    """Import every rawframes folder under DIR into DATASET, in any layout it detects: TSN's
+    img_00001.jpg, flow_x_00001.jpg; denseflow's from 00000; mmaction2's x_00001.jpg, y_00001.jpg;
+    twostreamfusion's u/<id>/frame000001.jpg, v/<id>/... (`flowkit info` says which it read).
 
     Run it again to resume: folders already imported and unchanged are skipped.
     """
-    from flowkit.rawframes.conversion import import_rawframes as run_import
+    from flowkit.rawframes import import_rawframes as run_import
 
     report = run_import(in_dir, dataset, bound=bound, force=force)
     dropped = len(report.dropped_extra_flow)

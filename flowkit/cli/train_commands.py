@@ -10,6 +10,7 @@ import click
 
 from flowkit.cli.app import (
     cli,
+    label_option_list,
     print_metrics,
 )
 from flowkit.errors import FlowkitError
@@ -34,14 +35,7 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Data, labels, settings and run-folder options shared by `train` and `train-two-stream`."""
     options = [
         click.option("--data", type=click.Path(path_type=Path), required=True, help="A dataset made by `flowkit extract`."),
-        click.option("--labels", type=click.Path(path_type=Path), default=None,
-                     help="UCF101 or HMDB51 split folder, Kinetics CSV, mmaction2 list or CSV "
-                          "[default: the class folders of the video ids]."),
-        click.option("--format", "label_format", default="auto", show_default=True,
-                     help="auto, ucf101, hmdb51, kinetics, filelist, csv or folders."),
-        click.option("--split", type=int, default=1, show_default=True, help="UCF101/HMDB51 split."),
-        click.option("--test-list", type=click.Path(path_type=Path), default=None,
-                     help="The test list, for a --labels file list or CSV."),
+        *label_option_list(),
         click.option("--pipeline", type=click.Path(path_type=Path), default=None,
                      help="A pipeline TOML file (pipelines/*.toml); options below override it."),
         click.option("--arch", default=None, help="twostream, tsn or i3d."),

@@ -12,12 +12,12 @@ import csv
 import re
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flowkit.errors import FlowkitError
-from flowkit.video import video_id
+from flowkit.video import VIDEO_EXTENSIONS, video_id
 
 
 class AnnotationError(FlowkitError):
@@ -26,11 +26,18 @@ class AnnotationError(FlowkitError):
 
 @dataclass(frozen=True)
 class Annotation:
-    """One labelled video: `video` is an id as flowkit forms them (relative path, no extension)."""
+    """One labelled video: `video` is an id as flowkit forms them (relative path, no extension).
+
+    A row may label a clip of a longer video instead (mmaction2's `with_offset` lists): `frames`
+    frames from frame `offset` (0-based, in the dataset's stored frames); the datasets then
+    sample inside the clip only. `frames` None: the whole video.
+    """
 
     video: str
     label: int
     split: str = ""  # "train", "test", "val", or "" when the source does not say
+    offset: int = 0
+    frames: int | None = None
 
 
 @dataclass
@@ -74,7 +81,7 @@ class LabelList:
                 continue
             candidates = by_suffix.get(row.video) or by_suffix.get(PurePosixPath(row.video).name, [])
             if len(candidates) == 1:
-                matched.append(Annotation(candidates[0], row.label, row.split))
+                matched.append(replace(row, video=candidates[0]))
             else:
                 unknown.append(row.video)
         if unknown:
@@ -208,20 +215,64 @@ def read_class_names(path: str | Path) -> list[str]:
 # ---- generic formats ----------------------------------------------------------------------------------
 
 
-def read_file_list(path: str | Path, split: str = "", classes: list[str] | None = None) -> LabelList:
-    """mmaction2/TSN lists, `path n_frames label` (rawframes) or `path label` (videos)."""
+def read_file_list(path: str | Path, split: str = "", classes: list[str] | None = None,
+                   with_offset: bool = False) -> LabelList:
+    """mmaction2/TSN lists, as mmaction2's RawframeDataset and VideoDataset read them:
+    `path total_frames label` (rawframes), `path label` (videos) and, with `with_offset`,
+    `path offset total_frames label` (clips of longer videos: kept as the rows' offset and frames).
+
+    Multi-label lines (`path total_frames label label ...`, `video.mp4 label label ...`) are
+    refused in one line that names the form: flowkit trains one label per video. A 4-field line
+    is a with_offset line or a two-label one; mmaction2 itself tells them apart only by its
+    `with_offset` and `multi_class` settings, so without `with_offset` the error names both.
+    """
     path = Path(path)
-    rows = []
-    for lineno, line in _lines(path):
-        parts = line.split()
-        if len(parts) not in (2, 3):
-            raise AnnotationError(f"{path}:{lineno}: expected 'path [n_frames] label'")
-        label = _int(path, lineno, parts[-1], "label")
-        if label < 0:
-            raise AnnotationError(f"{path}:{lineno}: label {label} is negative (unlabelled video)")
-        rows.append(Annotation(video_id(parts[0]), label, split))
+    rows = [_file_list_row(path, lineno, line.split(), split, with_offset) for lineno, line in _lines(path)]
     count = max((r.label for r in rows), default=-1) + 1
     return LabelList(classes or [str(i) for i in range(count)], rows)
+
+
+_ONE_LABEL = "flowkit trains one label per video"
+
+
+def _file_list_row(path: Path, lineno: int, parts: list[str], split: str, with_offset: bool) -> Annotation:
+    """One line of an mmaction2 list."""
+    where, fields = f"{path}:{lineno}", len(parts)
+    if fields == 1:
+        raise AnnotationError(f"{where}: no label (mmaction2 reads such a line as an unlabelled video)")
+    # Video lists name files; rawframes lists name frame folders, which mmaction2's
+    # build_rawframes names after the video without its extension.
+    if PurePosixPath(parts[0]).suffix.lower() in VIDEO_EXTENSIONS and fields > 2 and not with_offset:
+        raise AnnotationError(f"{where}: {fields - 1} labels: an mmaction2 multi-label video line "
+                              f"(path label label ...); {_ONE_LABEL}")
+    offset, frames = 0, None
+    if with_offset:
+        if fields > 4:
+            raise AnnotationError(f"{where}: {fields - 3} labels: an mmaction2 multi-label with_offset line "
+                                  f"(path offset total_frames label label ...); {_ONE_LABEL}")
+        if fields < 4:
+            raise AnnotationError(f"{where}: {fields} fields, expected a with_offset line 'path offset total_frames label'")
+        offset = _at_least(path, lineno, parts[1], "offset", 0)
+        frames = _at_least(path, lineno, parts[2], "total_frames", 1)
+    elif fields == 4:
+        raise AnnotationError(f"{where}: 4 fields: an mmaction2 with_offset line (path offset total_frames label; "
+                              f"read it as format 'filelist-offset') or a two-label line (path total_frames "
+                              f"label label; {_ONE_LABEL})")
+    elif fields > 4:
+        raise AnnotationError(f"{where}: {fields - 2} labels: an mmaction2 multi-label line "
+                              f"(path total_frames label label ...); {_ONE_LABEL}")
+    elif fields == 3:
+        _at_least(path, lineno, parts[1], "total_frames", 0)
+    label = _at_least(path, lineno, parts[-1], "label", 0)
+    return Annotation(video_id(parts[0]), label, split, offset, frames)
+
+
+def _at_least(path: Path, lineno: int, text: str, what: str, least: int) -> int:
+    value = _int(path, lineno, text, what)
+    if value < least:
+        unlabelled = " (unlabelled video)" if what == "label" else ""
+        raise AnnotationError(f"{path}:{lineno}: {what} {value} is below {least}{unlabelled}")
+    return value
 
 
 def read_csv(path: str | Path, split: str = "") -> LabelList:
@@ -260,7 +311,7 @@ def from_folders(ids: Iterable[str], split: str = "") -> LabelList:
     return LabelList(classes, [Annotation(vid, index[vid.rsplit("/", 2)[-2]], split) for vid in ids])
 
 
-LABEL_FORMATS = ("auto", "ucf101", "hmdb51", "kinetics", "filelist", "csv", "folders")
+LABEL_FORMATS = ("auto", "ucf101", "hmdb51", "kinetics", "filelist", "filelist-offset", "csv", "folders")
 
 
 def detect_format(path: Path) -> str:
@@ -283,9 +334,10 @@ def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", 
                 test: str | Path | None = None) -> tuple[LabelList, LabelList]:
     """(train, test) label lists matched to a dataset's `ids`, from any supported description.
 
-    UCF101 and HMDB51 folders and Kinetics CSVs carry their splits; a file list or a plain CSV is
-    the training list and `test` names the test one; `folders` (or no path) labels every video
-    by its class folder and needs `test` too, or uses no test split.
+    UCF101 and HMDB51 folders and Kinetics CSVs carry their splits; a file list (`filelist-offset`:
+    mmaction2's with_offset list) or a plain CSV is the training list and `test` names the test
+    one; `folders` (or no path) labels every video by its class folder and needs `test` too, or
+    uses no test split.
     """
     ids = list(ids)
     if fmt not in LABEL_FORMATS:
@@ -301,7 +353,12 @@ def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", 
         matched = labels.match(ids, missing="warn")
         test_name = "val" if fmt == "kinetics" and not any(r.split == "test" for r in matched.rows) else "test"
         return matched.split("train"), matched.split(test_name)
-    read = read_file_list if fmt == "filelist" else read_csv
+
+    def read(list_path: Path, split_name: str) -> LabelList:
+        if fmt == "csv":
+            return read_csv(list_path, split_name)
+        return read_file_list(list_path, split_name, with_offset=fmt == "filelist-offset")
+
     train = read(path, "train").match(ids, missing="warn")
     if test is None:
         return train, LabelList(train.classes)

@@ -9,8 +9,8 @@ A dataset pairs a modality (what one snippet is: `RGB` frames or `Flow` stacks) 
 draws its own positions and crop from a generator seeded by (seed, epoch, index), so an epoch is
 repeatable; at test time it returns every view of the test protocol: `test_snippets` snippets
 (or every clip) times 1 or 10 crops. The shards are opened lazily, once per process, so
-datasets work in DataLoader workers (h5py handles never cross a fork) and with any sampler,
-DistributedSampler included.
+datasets work in DataLoader workers (h5py handles never cross a fork), persistent ones included
+(`set_epoch` reaches them), and with any sampler, DistributedSampler included.
 """
 
 from __future__ import annotations
@@ -40,9 +40,15 @@ from flowkit.store.reader import FlowStore, VideoRecord
 # ---- modalities: what one snippet is --------------------------------------------------------------
 
 
+Span = tuple[int, int]  # the positions a sample may read: (first, how many)
+
+
 class Modality(ABC):
     """One snippet's worth of input: `clip_len` positions read from a video (`read`), then cut
-    to one view and laid out for the network (`view`): several views may share one read."""
+    to one view and laid out for the network (`view`): several views may share one read.
+
+    Positions are counted inside a span: the whole video, or the clip a row labels (`span`).
+    """
 
     clip_len: int = 1
     stride: int = 1
@@ -52,8 +58,12 @@ class Modality(ABC):
         """How many positions (frames or flow pairs) the video has."""
 
     @abstractmethod
-    def read(self, video: VideoRecord, start: int) -> np.ndarray:
-        """The snippet starting at `start`, as (N, H, W, C) arrays."""
+    def span(self, entry: IndexEntry, row: Annotation) -> Span:
+        """The positions a row's samples read: the whole video, or its clip's."""
+
+    @abstractmethod
+    def read(self, video: VideoRecord, start: int, span: Span | None = None) -> np.ndarray:
+        """The snippet starting at `start` of `span` (default: the whole video), as (N, H, W, C)."""
 
     @abstractmethod
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
@@ -93,10 +103,13 @@ class RGB(Modality):
     def positions(self, entry: IndexEntry) -> int:
         return entry.frames
 
-    def read(self, video: VideoRecord, start: int) -> np.ndarray:
-        indices = sampling.clip_indices(start, self.clip_len, video.entry.frames, self.stride,
-                                        loop=self.clip)
-        return _read_frames(video, indices)
+    def span(self, entry: IndexEntry, row: Annotation) -> Span:
+        return (0, entry.frames) if row.frames is None else (row.offset, row.frames)
+
+    def read(self, video: VideoRecord, start: int, span: Span | None = None) -> np.ndarray:
+        first, count = span or (0, video.entry.frames)
+        indices = sampling.clip_indices(start, self.clip_len, count, self.stride, loop=self.clip)
+        return _read_frames(video, first + indices)
 
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         return _channels_first(rgb_values(apply_crop(snippet, crop, is_flow=False), self.values), self.clip)
@@ -126,22 +139,30 @@ class Flow(Modality):
     def positions(self, entry: IndexEntry) -> int:
         return entry.pairs
 
+    def span(self, entry: IndexEntry, row: Annotation) -> Span:
+        """A clip of F frames holds the F - 1 flows between them (one at least: a one-frame clip
+        gets the flow leaving it, or the video's last)."""
+        if row.frames is None:
+            return 0, entry.pairs
+        first = min(row.offset, entry.pairs - 1)
+        return first, max(min(row.frames - 1, entry.pairs - first), 1)
+
     @property
     def _whole_fields(self) -> bool:
         """Trajectories and mean subtraction need whole fields in pixels before any crop."""
         return self.stacking == "trajectory" or self.mean_subtraction
 
-    def read(self, video: VideoRecord, start: int) -> np.ndarray:
+    def read(self, video: VideoRecord, start: int, span: Span | None = None) -> np.ndarray:
         """uint8 codes (N, H, W, 2), or float32 pixels when whole fields are needed."""
-        pairs = video.entry.pairs
+        first, pairs = span or (0, video.entry.pairs)
         if self.bidirectional:
             half = self.clip_len // 2
-            forward = _read_codes(video, sampling.clip_indices(start + half, half, pairs, loop=False))
-            backward = _read_codes(video, sampling.clip_indices(start, half, pairs, loop=False), backward=True)
-            codes = bidirectional_stack(forward, backward)
+            forward = first + sampling.clip_indices(start + half, half, pairs, loop=False)
+            backward = first + sampling.clip_indices(start, half, pairs, loop=False)
+            codes = bidirectional_stack(_read_codes(video, forward), _read_codes(video, backward, backward=True))
         else:
             indices = sampling.clip_indices(start, self.clip_len, pairs, self.stride, loop=self.clip)
-            codes = _read_codes(video, indices)
+            codes = _read_codes(video, first + indices)
         if not self._whole_fields:
             return codes  # cropped first, dequantized after: the cheap order
         stack = dequantize_flow(codes, video.bound)
@@ -193,6 +214,11 @@ def _annotations(labels: LabelList | list[Annotation], store: FlowStore) -> list
         raise FlowkitError(f"{len(missing)} labelled videos are not in {store.path} (first: {missing[0]})")
     if not rows:
         raise FlowkitError("no labelled videos: the split is empty")
+    for row in rows:
+        frames = store.entries[row.video].frames
+        if row.frames is not None and row.offset + row.frames > frames:
+            raise FlowkitError(f"{row.video}: the labelled clip (frames {row.offset} to "
+                               f"{row.offset + row.frames - 1}) runs past the video's {frames} frames")
     return rows
 
 
@@ -203,7 +229,8 @@ class ShardDataset(Dataset):
     `clips=True`, one dense clip (3D networks). Test mode (`train=False`): `test_snippets` evenly
     spaced snippets (or every non-overlapping clip) times `test_crops` crops (1 or 10), stacked
     on the first axis (ten crops are five when `test_flip` is off). `transform` draws training crops (default: TSN's multi-scale crop for
-    snippets, a random crop for clips); `size` is the crop side.
+    snippets, a random crop for clips); `size` is the crop side. A row that labels a clip of a
+    longer video (`Annotation.offset`, `frames`) is sampled inside that clip only.
     """
 
     def __init__(
@@ -230,14 +257,27 @@ class ShardDataset(Dataset):
         self.transform = transform or (RandomCrop(size) if clips else MultiScaleCrop(size))
         self.size, self.test_snippets, self.test_crops = size, test_snippets, test_crops
         self.test_flip = test_flip
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw other positions and crops next epoch (as DistributedSampler.set_epoch does)."""
-        self.epoch = epoch
+        """Draw other positions and crops from the next epoch on; call it before iterating the
+        epoch's loader (as DistributedSampler.set_epoch).
+
+        The epoch lives in shared memory, not in a plain attribute: persistent DataLoader workers
+        keep the copy of the dataset they got at the first epoch, and a shared tensor is the one
+        state those copies see change (inherited by forked workers, passed by handle to spawned
+        ones). Keeping it in the dataset, rather than in the sampler's indices, keeps every
+        sampler (DistributedSampler, the trainer's RankSampler) and `dataset[i]` working as is.
+        """
+        self._epoch[0] = epoch
 
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng((self.seed, self.epoch, index))
@@ -246,9 +286,11 @@ class ShardDataset(Dataset):
     def labels(self) -> list[int]:
         return [r.label for r in self.rows]
 
-    def starts(self, entry: IndexEntry, rng: np.random.Generator | None) -> np.ndarray:
-        """Snippet or clip starts for one video: training draws with `rng`, testing does not."""
-        length, m = self.modality.positions(entry), self.modality
+    def starts(self, entry: IndexEntry, rng: np.random.Generator | None, span: Span | None = None) -> np.ndarray:
+        """Snippet or clip starts in `span` (default: the whole video): training draws with `rng`,
+        testing does not."""
+        m = self.modality
+        length = span[1] if span else m.positions(entry)
         if self.clips:
             if rng is not None:
                 return np.array([sampling.random_clip(length, m.clip_len, m.stride, rng)])
@@ -262,9 +304,9 @@ class ShardDataset(Dataset):
             return [self.transform.draw(rng, entry.height, entry.width)]
         return eval_views(entry.height, entry.width, self.size, self.test_crops, self.test_flip)
 
-    def render(self, video: VideoRecord, starts: np.ndarray, crops: list[Crop]) -> torch.Tensor:
-        """Every snippet at `starts` under every crop, in the network's layout, stacked."""
-        snippets = [self.modality.read(video, int(s)) for s in starts]
+    def render(self, video: VideoRecord, starts: np.ndarray, crops: list[Crop], span: Span | None = None) -> torch.Tensor:
+        """Every snippet at `starts` of `span` under every crop, in the network's layout, stacked."""
+        snippets = [self.modality.read(video, int(s), span) for s in starts]
         views = [self.modality.view(snippet, crop, video) for snippet in snippets for crop in crops]
         return torch.from_numpy(np.stack(views))
 
@@ -273,7 +315,8 @@ class ShardDataset(Dataset):
         entry = self.entries[row.video]
         rng = self.rng(index) if self.train else None
         video = self.store.get().video(row.video)
-        x = self.render(video, self.starts(entry, rng), self.crops(entry, rng))
+        span = self.modality.span(entry, row)
+        x = self.render(video, self.starts(entry, rng, span), self.crops(entry, rng), span)
         if self.clips and self.train:
             x = x[0]  # one clip: (C, T, H, W)
         return x, row.label
@@ -304,13 +347,14 @@ class TwoStreamDataset(Dataset):
         row = flow.rows[index]
         entry = flow.entries[row.video]
         rng = flow.rng(index) if flow.train else None
-        starts = flow.starts(entry, rng)
+        flow_span, rgb_span = flow.modality.span(entry, row), self.rgb.modality.span(entry, row)
+        starts = flow.starts(entry, rng, flow_span)
         crops = flow.crops(entry, rng)
         video = flow.store.get().video(row.video)
-        offset = 0 if flow.clips else flow.modality.clip_len // 2
-        rgb_starts = np.minimum(starts + offset, entry.frames - 1)
-        x_rgb = self.rgb.render(video, rgb_starts, crops)
-        x_flow = flow.render(video, starts, crops)
+        middle = 0 if flow.clips else flow.modality.clip_len // 2
+        rgb_starts = np.minimum(starts + middle, rgb_span[1] - 1)
+        x_rgb = self.rgb.render(video, rgb_starts, crops, rgb_span)
+        x_flow = flow.render(video, starts, crops, flow_span)
         if flow.clips and flow.train:
             x_rgb, x_flow = x_rgb[0], x_flow[0]
         return x_rgb, x_flow, row.label

@@ -12,23 +12,28 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import logging
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError
-from flowkit.extraction.pipeline import ExtractSettings, VideoOutcome, extract_video
+from flowkit.extraction.settings import ExtractSettings
+from flowkit.extraction.worker import VideoOutcome, extract_video
 from flowkit.store.format import canonical_settings
 from flowkit.store.layout import TASKS_FOLDER, TMP_SUFFIX
-from flowkit.store.shards import ShardWriter, list_versions
+from flowkit.store.shards import ShardWriter, is_current, list_versions, source_signature
 from flowkit.video import VideoFile
 
 
-def task_name(videos: list[VideoFile], settings_json: str) -> str:
-    """The same for a rerun of the same task, so that it finds what the first attempt finished."""
-    digest = hashlib.sha1(settings_json.encode())
+def task_name(videos: list[VideoFile], settings_json: str, shard_dir: Path) -> str:
+    """The same for a rerun of the same task into the same output, so that it finds what the first
+    attempt finished; different for another output, whose tasks are other work."""
+    digest = hashlib.sha1(str(Path(shard_dir).resolve()).encode() + b"\0" + settings_json.encode())
     for video in videos:
         digest.update(video.id.encode() + b"\0")
     return digest.hexdigest()[:16]
@@ -62,11 +67,7 @@ def extract_task(videos: list[VideoFile], shard_dir: Path, settings: ExtractSett
     outcomes = []
     for video in videos:
         earlier = finished.get(video.id)
-        try:
-            stat = video.path.stat()
-        except OSError:
-            stat = None
-        if earlier is not None and stat is not None and earlier.is_current(settings_json, stat.st_size, stat.st_mtime_ns):
+        if is_current(earlier, settings_json, source_signature(video.path)):
             outcomes.append(VideoOutcome(video.id, video.relpath, True, earlier.frames, earlier.pairs,
                                          staged=False))
             continue
@@ -105,9 +106,10 @@ def local_workers(scheduler: str) -> int | None:
 
 
 @contextmanager
-def dask_client(scheduler: str) -> Iterator[Any]:
+def dask_client(scheduler: str, quiet: bool = False) -> Iterator[Any]:
     """A client of the scheduler at `scheduler` (tcp://host:port), or of a cluster of N local
-    worker processes started for the run (`local:N`)."""
+    worker processes started for the run (`local:N`); `quiet` keeps Dask's own warnings (such
+    as a closing nanny's "Worker process still alive") off the terminal."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -115,7 +117,9 @@ def dask_client(scheduler: str) -> Iterator[Any]:
     workers = local_workers(scheduler)
     if workers is not None:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=None,
+                          silence_logs=logging.ERROR if quiet else logging.WARNING) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     try:
@@ -128,23 +132,41 @@ def dask_client(scheduler: str) -> Iterator[Any]:
         client.close()
 
 
-def run_tasks(client: Any, todo: list[VideoFile], shard_dir: Path, settings: ExtractSettings,
-              task_size: int) -> Iterator[VideoOutcome]:
-    """Submit `todo` in tasks of `task_size` videos; yield every video's outcome as tasks end."""
-    from dask.distributed import as_completed
+@dataclass
+class DaskRunner:
+    """Extracts videos on a Dask cluster in tasks of `task_size`, each packed into a shard of its
+    own in `shard_dir`; a peer of the local runner: both yield one outcome per video.
 
-    settings_json = canonical_settings(settings.fingerprint)
-    batches = [todo[i : i + task_size] for i in range(0, len(todo), task_size)]
-    futures = [
-        client.submit(extract_task, batch, shard_dir, settings, task_name(batch, settings_json),
-                      pure=False, retries=3, key=f"flowkit-extract-{task_name(batch, settings_json)}")
-        for batch in batches
-    ]
-    try:
-        for future in as_completed(futures):
-            yield from future.result()
-    finally:
-        for future in futures:
-            future.cancel()
-    with suppress(OSError):
-        (Path(shard_dir) / TASKS_FOLDER).rmdir()  # every task removed its own folder
+    A task's key holds its name (output, settings and videos) and this run's token: two runs that
+    share a scheduler never share a task, while a rerun after a crash reuses the task folders, and
+    so the videos, that the killed run finished."""
+
+    client: Any
+    shard_dir: Path
+    settings: ExtractSettings
+    task_size: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def outcomes(self, todo: list[VideoFile], on_pairs: Callable[[int], None]) -> Iterator[VideoOutcome]:
+        """Every video's outcome as its task ends; `on_pairs` hears each finished video's pairs."""
+        from dask.distributed import as_completed
+
+        settings_json = canonical_settings(self.settings.fingerprint)
+        batches = [todo[i : i + self.task_size] for i in range(0, len(todo), self.task_size)]
+        futures = []
+        for batch in batches:
+            name = task_name(batch, settings_json, self.shard_dir)
+            futures.append(self.client.submit(
+                extract_task, batch, self.shard_dir, self.settings, name,
+                pure=False, retries=3, key=f"flowkit-extract-{name}-{self.token}"))
+        try:
+            for future in as_completed(futures):
+                for outcome in future.result():
+                    if outcome.ok:
+                        on_pairs(outcome.pairs)
+                    yield outcome
+        finally:
+            for future in futures:
+                future.cancel()
+        with suppress(OSError):
+            (Path(self.shard_dir) / TASKS_FOLDER).rmdir()  # every task removed its own folder

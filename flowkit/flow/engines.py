@@ -20,6 +20,7 @@ import numpy as np
 
 from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
+from flowkit.flow.tvl1_params import TVL1Params
 from flowkit.params import parse_assignments, parse_bool
 
 
@@ -87,18 +88,20 @@ class FlowEngine(ABC):
         cv2.setNumThreads(max(1, int(threads)))
 
 
+_TVL1 = TVL1Params()  # the defaults' one home
 TVL1_PARAMS = (
-    Param("tau", 0.25, float, "time step of the numerical scheme"),
-    Param("lambda", 0.15, float, "weight of the data term (smaller: smoother flow)"),
-    Param("theta", 0.3, float, "tightness of the coupling between the two variables"),
-    Param("nscales", 5, int, "number of pyramid scales"),
-    Param("warps", 5, int, "warpings per scale"),
-    Param("epsilon", 0.01, float, "stopping threshold on the update"),
-    Param("inner_iterations", 30, int, "inner iterations per warp"),
-    Param("outer_iterations", 10, int, "outer iterations per warp"),
-    Param("scale_step", 0.8, float, "pyramid downscaling factor"),
-    Param("gamma", 0.0, float, "weight of the illumination-change term"),
-    Param("median_filtering", 5, int, "median filter size before each outer iteration (1: off)"),
+    Param("tau", _TVL1.tau, float, "time step of the numerical scheme"),
+    Param("lambda", _TVL1.lambda_, float, "weight of the data term (smaller: smoother flow)"),
+    Param("theta", _TVL1.theta, float, "tightness of the coupling between the two variables"),
+    Param("nscales", _TVL1.nscales, int, "number of pyramid scales"),
+    Param("warps", _TVL1.warps, int, "warpings per scale"),
+    Param("epsilon", _TVL1.epsilon, float, "stopping threshold on the update"),
+    Param("inner_iterations", _TVL1.inner_iterations, int, "inner iterations per warp"),
+    Param("outer_iterations", _TVL1.outer_iterations, int, "outer iterations per warp"),
+    Param("scale_step", _TVL1.scale_step, float, "pyramid downscaling factor"),
+    Param("gamma", 0.0, float, "weight of the illumination-change term (OpenCV's engine only)"),
+    Param("median_filtering", _TVL1.median_filtering, int,
+          "median filter size before each outer iteration (1: off)"),
 )
 
 # Parameter sets for TV-L1, either backend; explicit parameters override them. OpenCV's 5 scales
@@ -264,7 +267,7 @@ class TorchTVL1Engine(FlowEngine):
         self.compiled = compile
         self.fixed_batch = batch_size
         self.batch_size = batch_size or (1 if resolved.type == "cpu" else 32)
-        solver_params = tvl1_torch.TVL1Params(
+        solver_params = TVL1Params(
             tau=p["tau"], lambda_=p["lambda"], theta=p["theta"], nscales=p["nscales"],
             warps=p["warps"], epsilon=p["epsilon"], inner_iterations=p["inner_iterations"],
             outer_iterations=p["outer_iterations"], scale_step=p["scale_step"],

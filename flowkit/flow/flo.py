@@ -36,7 +36,7 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
     """Write float (H, W, 2) flow as a `.flo` file."""
     flow = np.asarray(flow, dtype="<f4")
     if flow.ndim != 3 or flow.shape[2] != 2:
-        raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
+        raise FlowkitError(f"flow must be (H, W, 2), got {flow.shape}")
     height, width = flow.shape[:2]
     with open(path, "wb") as handle:
         handle.write(np.array([FLO_MAGIC], "<f4").tobytes())

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowkit.errors import FlowkitError
+
 DEFAULT_BOUND = 20.0
 
 
 def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """Float displacements (any shape) to uint8 codes of the same shape."""
     if bound <= 0:
-        raise ValueError(f"bound must be positive, got {bound}")
+        raise FlowkitError(f"bound must be positive, got {bound}")
     scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
     return np.rint(scaled).astype(np.uint8)
 
@@ -28,7 +30,7 @@ def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
 def dequantize_flow(codes: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """uint8 codes back to float32 displacements in pixels."""
     if bound <= 0:
-        raise ValueError(f"bound must be positive, got {bound}")
+        raise FlowkitError(f"bound must be positive, got {bound}")
     return codes.astype(np.float32) * np.float32(2.0 * bound / 255.0) - np.float32(bound)
 
 

@@ -16,31 +16,17 @@ default, no illumination term) is implemented.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flowkit.errors import FlowkitError
+from flowkit.flow.tvl1_params import TVL1Params
+
 _FLOAT_EPS = float(np.finfo(np.float32).eps)
 MIN_SCALE_SIZE = 16  # OpenCV stops building the pyramid below 16 pixels
-
-
-@dataclass(frozen=True)
-class TVL1Params:
-    """OpenCV's DualTVL1OpticalFlow parameters, with its defaults."""
-
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = 5
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    median_filtering: int = 5
 
 
 # ---- the pieces, each as OpenCV computes it ---------------------------------------------------
@@ -162,13 +148,14 @@ class TVL1Solver:
 
     def __init__(
         self,
-        params: TVL1Params = TVL1Params(),
+        params: TVL1Params | None = None,
         device: str | torch.device = "cpu",
         compile: bool = False,
         check_every: int | None = None,
     ) -> None:
+        params = params or TVL1Params()
         if params.median_filtering not in (0, 1, 3, 5):
-            raise ValueError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
+            raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
         self.params = params
         self.device = torch.device(device)
         self.check_every = check_every or (5 if self.device.type == "cpu" else 10)
@@ -189,7 +176,7 @@ class TVL1Solver:
         if single:
             i0, i1 = i0[None], i1[None]
         if i0.shape != i1.shape or i0.ndim != 3:
-            raise ValueError(f"frames must be two (B, H, W) or (H, W) arrays of one shape, got {i0.shape}, {i1.shape}")
+            raise FlowkitError(f"frames must be two (B, H, W) or (H, W) arrays of one shape, got {i0.shape}, {i1.shape}")
         pyramid = self._pyramid(i0, i1)
         h, w = pyramid[-1][0].shape[-2:]
         u1 = torch.zeros(i0.shape[0], h, w, device=self.device)

@@ -59,6 +59,25 @@ class VideoVersion:
         return (self.extracted_at_ns, not self.staged) > (other.extracted_at_ns, not other.staged)
 
 
+SourceSignature = tuple[int, int]  # (size in bytes, mtime in ns): a change means redo
+
+
+def source_signature(path: Path) -> SourceSignature | None:
+    """The signature of the source file at `path` now; None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def is_current(version: VideoVersion | None, settings: str, source: SourceSignature | None) -> bool:
+    """Whether the stored copy `version` (None: no copy) was made with `settings` from the source
+    as it is now: the one answer to "may this video be skipped" for extraction, Dask tasks and
+    imports alike."""
+    return version is not None and source is not None and version.is_current(settings, *source)
+
+
 def read_video_attrs(group: h5py.Group) -> dict[str, Any]:
     """A video group's attributes as plain Python values."""
     out = {}

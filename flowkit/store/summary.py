@@ -10,6 +10,8 @@ from typing import Any
 from flowkit.store.format import BYTES_ATTR, FLOW, FLOW_BACKWARD, RGB
 from flowkit.store.reader import FlowStore
 
+LAYOUT_ATTR = "rawframes_layout"  # written by flowkit.rawframes (a layer above) on imported videos
+
 
 def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
     """Counts, sizes, settings and failures of the dataset at `path`.
@@ -36,6 +38,9 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             "settings": store.settings,
             "failures": [asdict(f) for f in store.failures],
         }
+        if (store.settings or {}).get("imported_from"):  # the layout each video was read in
+            layouts = Counter(str(store.video(v).group.attrs.get(LAYOUT_ATTR, "unknown")) for v in store.ids)
+            summary["layouts"] = dict(layouts.most_common())
         if storage:
             by_kind = Counter()
             for video_id in store.ids:

@@ -127,7 +127,8 @@ def verify_video(video: VideoRecord) -> list[str]:
     if not video.attrs.get(COMPLETE_ATTR, False):
         return [f"{video.id}: not marked complete"]
     entry = video.entry
-    if entry.pairs != max(entry.frames - video.step, 0):
+    # 0 pairs: a video stored without flow (an imported RGB-only rawframes folder)
+    if entry.pairs not in (max(entry.frames - video.step, 0), 0):
         problems.append(f"{video.id}: {entry.pairs} flow pairs for {entry.frames} frames at step {video.step}")
     for name in (FLOW, FLOW_BACKWARD):
         if name not in video.group:

@@ -6,6 +6,7 @@ from flowkit.data.annotations import (
     AnnotationError,
     LabelList,
     from_folders,
+    load_labels,
     read_class_names,
     read_csv,
     read_file_list,
@@ -117,3 +118,87 @@ def test_matching_to_dataset_ids_with_or_without_prefix():
     assert len(kept.rows) == 2 and "skipped" in str(caught[0].message)
     with pytest.raises(AnnotationError, match="no videos in split 'val'"):
         LabelList(["a"], labels.rows).split("val")
+
+
+# mmaction2's list forms, written exactly as open-mmlab/mmaction2 documents them (commit 4d6c934):
+# the RawframeDataset docstring and load_data_list in mmaction/datasets/rawframe_dataset.py
+# (rawframes, multi-class and with_offset examples) and VideoDataset's in video_dataset.py
+# (`path label`; with multi_class, `path label label ...`).
+MMACTION_RAWFRAMES = """some/directory-1 163 1
+some/directory-2 122 1
+some/directory-3 258 2
+some/directory-4 234 2
+some/directory-5 295 3
+some/directory-6 121 3
+"""
+MMACTION_MULTI_CLASS = """some/directory-1 163 1 3 5
+some/directory-2 122 1 2
+some/directory-3 258 2
+some/directory-4 234 2 4 6 8
+some/directory-5 295 3
+some/directory-6 121 3
+"""
+MMACTION_WITH_OFFSET = """some/directory-1 12 163 3
+some/directory-2 213 122 4
+some/directory-3 100 258 5
+some/directory-4 98 234 2
+some/directory-5 0 295 3
+some/directory-6 50 121 3
+"""
+MMACTION_VIDEOS = """some/path/000.mp4 1
+some/path/001.mp4 1
+some/path/002.mp4 2
+some/path/003.mp4 2
+some/path/004.mp4 3
+some/path/005.mp4 3
+"""
+
+
+def _mmaction_list(tmp_path, text):
+    path = tmp_path / "list.txt"
+    path.write_text(text)
+    return path
+
+
+def test_mmaction_rawframes_and_video_lists(tmp_path):
+    rawframes = read_file_list(_mmaction_list(tmp_path, MMACTION_RAWFRAMES))
+    assert [(r.video, r.label, r.offset, r.frames) for r in rawframes.rows[:2]] == [
+        ("some/directory-1", 1, 0, None), ("some/directory-2", 1, 0, None)]
+    assert len(rawframes.classes) == 4
+    videos = read_file_list(_mmaction_list(tmp_path, MMACTION_VIDEOS))
+    assert [r.video for r in videos.rows][:2] == ["some/path/000", "some/path/001"]
+    assert [r.label for r in videos.rows] == [1, 1, 2, 2, 3, 3]
+
+
+def test_mmaction_with_offset_lists_keep_the_clip(tmp_path):
+    path = _mmaction_list(tmp_path, MMACTION_WITH_OFFSET)
+    clips = read_file_list(path, "train", with_offset=True)
+    assert [(r.video, r.offset, r.frames, r.label) for r in clips.rows] == [
+        ("some/directory-1", 12, 163, 3), ("some/directory-2", 213, 122, 4), ("some/directory-3", 100, 258, 5),
+        ("some/directory-4", 98, 234, 2), ("some/directory-5", 0, 295, 3), ("some/directory-6", 50, 121, 3)]
+    # Matched to prefixed dataset ids, a row keeps its clip.
+    ids = [f"data/some/directory-{i}" for i in range(1, 7)]
+    train, _ = load_labels(path, ids, fmt="filelist-offset")
+    assert (train.rows[1].video, train.rows[1].offset, train.rows[1].frames) == ("data/some/directory-2", 213, 122)
+    # Without the with_offset setting a 4-field line could be either form (so mmaction2 needs it too).
+    with pytest.raises(AnnotationError, match=r"list.txt:1: 4 fields: an mmaction2 with_offset line .* "
+                                              r"or a two-label line"):
+        read_file_list(path)
+    with pytest.raises(AnnotationError, match=r"list.txt:1: 3 fields, expected a with_offset line"):
+        read_file_list(_mmaction_list(tmp_path, MMACTION_RAWFRAMES), with_offset=True)
+    with pytest.raises(AnnotationError, match=r"list.txt:1: total_frames 0 is below 1"):
+        read_file_list(_mmaction_list(tmp_path, "some/directory-1 12 0 3\n"), with_offset=True)
+
+
+def test_mmaction_multi_label_lines_are_refused_naming_the_form(tmp_path):
+    with pytest.raises(AnnotationError, match=r"^\S*list.txt:1: 3 labels: an mmaction2 multi-label line "
+                                              r"\(path total_frames label label \.\.\.\); flowkit trains one label"):
+        read_file_list(_mmaction_list(tmp_path, MMACTION_MULTI_CLASS))
+    with pytest.raises(AnnotationError, match=r"list.txt:1: 4 fields: .* a two-label line"):
+        read_file_list(_mmaction_list(tmp_path, "some/directory-2 122 1 2\n"))
+    with pytest.raises(AnnotationError, match=r"list.txt:1: 2 labels: an mmaction2 multi-label video line"):
+        read_file_list(_mmaction_list(tmp_path, "some/path/000.mp4 1 3\n"))
+    with pytest.raises(AnnotationError, match=r"list.txt:1: 2 labels: an mmaction2 multi-label with_offset line"):
+        read_file_list(_mmaction_list(tmp_path, "some/directory-1 12 163 3 5\n"), with_offset=True)
+    with pytest.raises(AnnotationError, match=r"list.txt:1: no label"):
+        read_file_list(_mmaction_list(tmp_path, "some/path/000.mp4\n"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from flowkit.data.annotations import from_folders
+from flowkit.data.annotations import from_folders, read_file_list
 from flowkit.data.datasets import RGB, Flow, ShardDataset, TwoStreamDataset
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.data.values import IMAGENET_MEAN, IMAGENET_STD
@@ -164,3 +164,53 @@ def test_bad_configurations_are_clear(dataset, labels):
         ShardDataset(dataset, [labels.rows[0].__class__("nowhere/x", 0)], RGB())
     with pytest.raises(FlowkitError, match="split is empty"):
         ShardDataset(dataset, [], RGB())
+
+
+def _epochs(ds, loader, epochs):
+    """Every epoch's batches, concatenated, with `set_epoch` called before each, as documented."""
+    out = []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        out.append(torch.cat([x for x, _ in loader]))
+    return out
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_workers(dataset, labels, context):
+    # Persistent workers keep the dataset they were given at the first epoch (forked or pickled).
+    ds = ShardDataset(dataset, labels, Flow(length=2), segments=2, transform=RandomCrop(24))
+    persistent = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True,
+                            multiprocessing_context=context)
+    in_workers = _epochs(ds, persistent, 3)
+    in_process = _epochs(ds, DataLoader(ds, batch_size=2, num_workers=0), 3)
+    assert not torch.equal(in_workers[1], in_workers[0])  # epoch 1 draws other crops
+    for epoch in range(3):
+        assert torch.equal(in_workers[epoch], in_process[epoch])
+    assert ds.epoch == 2
+
+
+def test_clips_of_an_mmaction2_with_offset_list_are_sampled_inside_the_clip(dataset, tmp_path):
+    # A with_offset line as mmaction2's RawframeDataset documents it (mmaction/datasets/
+    # rawframe_dataset.py): `path offset total_frames label`; its RawFrameDecode reads frames
+    # offset + 0 .. offset + total_frames - 1 of the folder.
+    listed = tmp_path / "clips.txt"
+    listed.write_text("down/ramp 4 6 1\ndown/ramp 10 3 0\n")
+    with FlowStore(dataset) as store:
+        clips = read_file_list(listed, with_offset=True).match(store.ids)
+    rgb = ShardDataset(dataset, clips, RGB(values="unit"), train=False, test_snippets=6, size=32)
+    grey = (rgb[0][0].mean(dim=(1, 2, 3)).numpy() + 1) * 127.5  # frame t is 20 + 10 t grey
+    assert np.allclose(grey, [60, 70, 80, 90, 100, 110], atol=2)  # frames 4..9, no other
+    train = ShardDataset(dataset, clips, RGB(values="unit"), segments=3, transform=RandomCrop(24, flip=0.0))
+    for epoch in range(4):
+        train.set_epoch(epoch)
+        grey = (train[1][0].view(3, 3, 24, 24).mean(dim=(1, 2, 3)).numpy() + 1) * 127.5
+        assert grey.min() > 115 and grey.max() < 145  # frames 10..12
+    flow = ShardDataset(dataset, clips, Flow(length=2), train=False, test_snippets=4, size=32)
+    pair = TwoStreamDataset(rgb, flow)
+    x_rgb, x_flow, label = pair[1]  # 2 flows in a 3-frame clip: one snippet, its middle frame 11
+    assert label == 0 and x_flow.shape == (4, 4, 32, 32)
+    assert np.allclose((x_rgb.mean(dim=(1, 2, 3)).numpy() + 1) * 127.5, 130, atol=2)
+    listed.write_text("down/ramp 12 5 1\n")
+    with pytest.raises(FlowkitError, match=r"down/ramp: the labelled clip \(frames 12 to 16\) runs past "
+                                           r"the video's 16 frames"):
+        ShardDataset(dataset, read_file_list(listed, with_offset=True), RGB())

@@ -52,8 +52,9 @@ def _kill_a_worker_mid_task(client, tasks: Path, kept: Path, stop: threading.Eve
                 list_versions(copy, staged=True)
             except (OSError, Exception):  # the task packed its shard and removed its folder
                 continue
-            key = f"flowkit-extract-{task}"
-            running = [worker for worker, keys in client.processing().items() if key in keys]
+            key = f"flowkit-extract-{task}-"  # then the run's token
+            running = [worker for worker, keys in client.processing().items()
+                       if any(str(k).startswith(key) for k in keys)]
             if not running or not finished.exists():
                 continue
             os.kill(client.run(os.getpid, workers=running)[running[0]], signal.SIGKILL)
@@ -172,3 +173,39 @@ def test_a_killed_client_leaves_finished_task_videos_that_the_next_run_publishes
     assert_same_videos(reference, out)
     with FlowStore(out) as store:  # what the killed run's tasks had finished was kept, not redone
         assert all(store.video(i).attrs["extracted_at_ns"] == ns for i, ns in earlier.items())
+
+
+def test_two_runs_sharing_a_scheduler_each_end_with_all_their_videos(
+        tmp_path, make_video, assert_same_videos):
+    """Two runs of the same videos into different outputs, at once, on one cluster: task keys
+    hold the output and a run token, so neither run takes the other's results (issue 15: the
+    second run printed "extracted 2 videos ... 0 failed" and held 0 videos)."""
+    videos = _videos(make_video, count=4, frames=6)
+    reference = _one_machine_reference(videos, tmp_path)
+    outputs = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        reports: dict = {}
+        runs = [threading.Thread(target=lambda out=out: reports.update({out: extract(
+            videos, out, SETTINGS, scheduler=cluster.scheduler_address, task_size=2, progress=False)}))
+            for out in outputs]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(timeout=300)
+    for out in outputs:
+        assert reports[out].extracted == 4 and reports[out].ok, out
+        assert_same_videos(reference, out)
+        assert verify_store(out).ok
+
+
+def test_quiet_local_cluster_prints_the_summary_only(tmp_path, make_video):
+    """`--dask local:N -q` prints one line: no "Worker process still alive" warnings of Dask's."""
+    videos = _videos(make_video, count=2, frames=4)
+    command = [sys.executable, "-m", "flowkit", "extract", str(videos), str(tmp_path / "out.h5"),
+               "--algorithm", "dis", "--no-resize", "--dask", "local:2", "--task-size", "1", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "extracted 2 videos" in lines[0], done.stderr

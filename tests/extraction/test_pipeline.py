@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.extraction.pipeline import ExtractSettings, extract
+from flowkit.extraction.pipeline import ExtractSettings, extract, run_pipeline
+from flowkit.extraction.worker import VideoOutcome
 from flowkit.flow.metrics import endpoint_error
+from flowkit.store.dataset import DatasetWriter, WriteReport
+from flowkit.store.format import canonical_settings
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store
 from flowkit.synth import Motion
-from flowkit.video import FrameSize
+from flowkit.video import FrameSize, find_videos
 
 KEEP = ExtractSettings(size=FrameSize.keep(), engine="opencv")  # the torch engine: below
 
@@ -242,3 +245,26 @@ def test_auto_engine_resumes_with_the_engine_a_dataset_was_made_with(tmp_path, m
     assert (again.extracted, again.skipped) == (0, 1)
     with pytest.raises(FlowkitError, match=r"\(engine differ\)"):
         run(tmp_path / "videos", out, ExtractSettings(size=FrameSize.keep(), engine="torch"))
+
+
+class _RunnerThatLoses:
+    """A runner whose worker says a video is done but wrote it nowhere (as the tasks of another
+    run did before task keys held the output): a fault injected into what the pipeline trusts."""
+
+    def outcomes(self, todo, on_pairs):
+        for video in todo:
+            yield VideoOutcome(video.id, video.relpath, True, frames=3, pairs=2, staged=False)
+
+
+def test_a_video_reported_done_but_not_in_the_output_is_a_failure(tmp_path, make_video):
+    make_video("a.mkv", Motion(dx=1.0), frames=3)
+    out = tmp_path / "out.h5"
+    settings = ExtractSettings(algorithm="dis").fingerprint
+    report = WriteReport()
+    with DatasetWriter(out) as dataset:
+        dataset.adopt_settings(settings)
+        counts = run_pipeline(dataset, find_videos(tmp_path / "videos"), _RunnerThatLoses(),
+                              canonical_settings(settings), False, report, progress=False)
+    assert counts.done == 0
+    assert [f.error for f in report.failed] == ["finished, but not in the published output"]
+    assert not report.ok

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from flowkit.errors import FlowkitError
 from flowkit.flow.quantize import dequantize_flow, quantization_step, quantize_flow
 
 
@@ -27,5 +28,5 @@ def test_formula_matches_the_papers_convention():
 
 
 def test_bound_must_be_positive():
-    with pytest.raises(ValueError):
+    with pytest.raises(FlowkitError):
         quantize_flow(np.zeros(3), 0)

@@ -11,7 +11,7 @@ from flowkit.cli import cli
 from flowkit.errors import FlowkitError, StoreError
 from flowkit.extraction.pipeline import ExtractSettings, extract
 from flowkit.flow.quantize import quantize_flow
-from flowkit.rawframes.conversion import FLOW_LIST, RGB_LIST, export_rawframes, import_rawframes
+from flowkit.rawframes import FLOW_LIST, LAYOUT_ATTR, RGB_LIST, export_rawframes, import_rawframes
 from flowkit.store.reader import FlowStore
 from flowkit.store.verify import verify_store
 from flowkit.synth import Motion
@@ -168,6 +168,10 @@ def test_export_then_import_round_trips(dataset, tmp_path):
     with FlowStore(dataset) as original, FlowStore(back) as imported:
         assert imported.ids == original.ids == ["ClassA/walk", "ClassB/pan"]
         assert imported.settings["imported_from"] == "rawframes"
+        # flowkit writes TSN's names and numbers (yjxiong/dense_flow src/common.cpp: "_%05d.jpg", i+1).
+        assert {imported.video(v).attrs[LAYOUT_ATTR] for v in imported.ids} == {
+            "tsn (img_00001.jpg, flow_x_00001.jpg, flow_y_00001.jpg)"
+        }
         for video_id in original.ids:
             a, b = original.video(video_id), imported.video(video_id)
             assert (b.entry.frames, b.entry.pairs) == (a.entry.frames, a.entry.pairs)

@@ -1,0 +1,138 @@
+"""What an extraction run computes and stores: `ExtractSettings`, built and checked from options.
+
+Every value a user can type is range-checked here, before any file is opened, so a bad option
+is one line and exit 2 instead of a run that hangs or stores meaningless codes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+from flowkit.errors import FlowkitError
+from flowkit.flow.engines import (
+    FlowEngine,
+    create_engine,
+    engine_class,
+    resolve_backend,
+    resolve_params,
+)
+from flowkit.flow.quantize import DEFAULT_BOUND
+from flowkit.store.format import ENCODING_JPEG, FLOW_ENCODINGS, FORMAT_VERSION
+from flowkit.store.staging import DEFAULT_COMPRESSION, DEFAULT_QUALITY
+from flowkit.video import FrameSize
+
+DEFAULT_SHORT_SIDE = 256
+MAX_FPS = 1000.0  # beyond any camera's rate; resampling to it repeats every source frame
+
+
+def frame_size(short_side: int | None = None, fixed: str | None = None, keep: bool = False) -> FrameSize:
+    """The frame size from the three resize options (`--short-side`, `--size WxH`, `--no-resize`),
+    of which at most one may be given; none means a short side of 256, TSN's."""
+    if sum([short_side is not None, fixed is not None, keep]) > 1:
+        raise FlowkitError("use only one of --short-side, --size and --no-resize")
+    if fixed:
+        size = FrameSize.parse(fixed)
+        if size.width is None:
+            raise FlowkitError(f"--size {fixed!r} is not WxH")
+        return size
+    if keep:
+        return FrameSize.keep()
+    size = FrameSize(short_side=short_side if short_side is not None else DEFAULT_SHORT_SIDE)
+    size.validate()
+    return size
+
+
+def check_count(name: str, value: int | None, minimum: int = 1) -> None:
+    """A count option (`--jobs`, `--shard-size` ...) that must be at least `minimum`, if given."""
+    if value is not None and value < minimum:
+        raise FlowkitError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_positive(name: str, value: float | None, maximum: float = math.inf) -> None:
+    """A real option that must be finite, above 0 and at most `maximum`, if given."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value <= 0:
+        raise FlowkitError(f"{name} must be a positive finite number, got {value}")
+    if value > maximum:
+        raise FlowkitError(f"{name} must be at most {maximum:g}, got {value:g}")
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Everything that decides the stored values; a change to any of them means redoing a video."""
+
+    algorithm: str = "tvl1"
+    params: tuple[tuple[str, Any], ...] = ()
+    engine: str = "auto"  # opencv, torch, or auto: the fastest (see flow.engines.resolve_backend)
+    device: str = "auto"  # torch engine only; not fingerprinted: devices agree to float rounding
+    batch_size: int | None = None  # pairs per torch engine call; results do not depend on it
+    preset: str = "default"
+    bound: float = DEFAULT_BOUND
+    size: FrameSize = field(default_factory=FrameSize)
+    fps: float | None = None
+    step: int = 1
+    backward: bool = False
+    rgb: bool = True
+    rgb_quality: int = DEFAULT_QUALITY
+    flow_format: str = ENCODING_JPEG
+    flow_quality: int = DEFAULT_QUALITY
+    compression: int = DEFAULT_COMPRESSION  # raw flow's deflate level: lossless, not fingerprinted
+
+    def validate(self) -> None:
+        check_positive("--bound", self.bound)
+        check_count("--step", self.step)
+        check_positive("--fps", self.fps, MAX_FPS)
+        if not 0 <= self.rgb_quality <= 100:
+            raise FlowkitError(f"--rgb-quality must be 0..100, got {self.rgb_quality}")
+        if not 0 <= self.flow_quality <= 100:
+            raise FlowkitError(f"--flow-quality must be 0..100, got {self.flow_quality}")
+        if self.flow_format not in FLOW_ENCODINGS:
+            raise FlowkitError(
+                f"--flow-format must be one of {', '.join(FLOW_ENCODINGS)}, not {self.flow_format!r}"
+            )
+        check_count("--batch-size", self.batch_size)
+        if not 0 <= self.compression <= 9:
+            raise FlowkitError(f"--compression must be 0..9, got {self.compression}")
+        self.size.validate()
+
+    @property
+    def backend(self) -> str:
+        return resolve_backend(self.algorithm, self.engine)
+
+    def make_engine(self) -> FlowEngine:
+        if self.backend == "torch":
+            return engine_class(self.algorithm, "torch")(
+                resolve_params(self.algorithm, dict(self.params), self.preset), device=self.device,
+                batch_size=self.batch_size)
+        return create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset)
+
+    @cached_property
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings as stored in the dataset and compared on resume (engine params resolved)."""
+        return {
+            "algorithm": self.algorithm,
+            "engine": self.backend,
+            "params": resolve_params(self.algorithm, dict(self.params), self.preset),
+            "bound": float(self.bound),
+            "size": self.size.describe(),
+            "fps": self.fps,
+            "step": self.step,
+            "backward": self.backward,
+            "rgb": self.rgb,
+            "rgb_quality": self.rgb_quality if self.rgb else None,
+            "flow_format": self.flow_format,
+            "flow_quality": self.flow_quality if self.flow_format == ENCODING_JPEG else None,
+            "format_version": FORMAT_VERSION,
+        }
+
+    def keeping_stored_engine(self, stored: dict[str, Any] | None) -> ExtractSettings:
+        """`--engine auto` resumes with the engine the dataset was made with, not a different one."""
+        if self.engine == "auto" and stored and stored.get("algorithm") == self.algorithm:
+            engine = stored.get("engine")
+            if engine in ("opencv", "torch"):
+                return replace(self, engine=engine)
+        return self
