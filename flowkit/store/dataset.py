@@ -143,26 +143,30 @@ class DatasetWriter:
         try:
             versions = list_versions(path, staged=staged)
         except UnreadableShard as exc:
-            self._set_aside(path, staged, exc.reason)
+            self._set_aside(path, staged, exc)
             return []
         if not staged:
             self._shard_versions[path] = versions
         return versions
 
-    def _set_aside(self, path: Path, staged: bool, reason: str) -> None:
-        """Treat an unreadable shard (or staged file) like a missing one: move it out of the
-        dataset, into `unreadable/` for the user to inspect, so that its videos are redone and the
-        next run is clean; one problem line says so."""
+    def _set_aside(self, path: Path, staged: bool, error: UnreadableShard) -> None:
+        """Treat an unreadable shard (or staged file) like a missing one: its videos are redone,
+        one problem line says so. A damaged file is moved into `unreadable/` for the user to
+        inspect, so that the next run is clean; one the system refused to open (a lock held by
+        another program, permissions) is left in place: once readable, its copies are simply
+        older ones."""
         what = "staged video" if staged else "shard"
         count = "its video" if staged else self._indexed_count(path)
         target = self.layout.unreadable_dir / path.name
-        try:
-            self.layout.unreadable_dir.mkdir(exist_ok=True)
-            os.replace(path, target)
-            kept = f"moved to {self.layout.relative(target)}"
-        except OSError as exc:
-            kept = f"left in place: {exc}"
-        problem = (f"{what} {self.layout.relative(path)} is unreadable ({reason}); "
+        kept = "left in place"
+        if error.damaged:
+            try:
+                self.layout.unreadable_dir.mkdir(exist_ok=True)
+                os.replace(path, target)
+                kept = f"moved to {self.layout.relative(target)}"
+            except OSError as exc:
+                kept = f"left in place: {exc}"
+        problem = (f"{what} {self.layout.relative(path)} is unreadable ({error.reason}); "
                    f"{count} will be redone ({kept})")
         if problem not in self.problems:
             self.problems.append(problem)

@@ -91,12 +91,14 @@ READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, Attribute
 
 
 class UnreadableShard(StoreError):
-    """A shard or staged file that cannot be read as one; `reason` is the cause in a few words."""
+    """A shard or staged file that cannot be read as one; `reason` is the cause in a few words,
+    `damaged` False when the system refused access (a lock, permissions) rather than the content."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path, reason: str, damaged: bool = True) -> None:
         super().__init__(f"cannot read shard {path}: {reason}")
         self.path = path
         self.reason = reason
+        self.damaged = damaged
 
 
 def error_reason(exc: BaseException) -> str:
@@ -120,7 +122,8 @@ def list_versions(path: Path, staged: bool = False) -> list[VideoVersion]:
 
             handle[VIDEOS_GROUP].visititems(visit)
     except READ_ERRORS as exc:
-        raise UnreadableShard(path, error_reason(exc)) from None
+        refused = isinstance(exc, OSError) and exc.errno is not None  # h5py sets it for system errors
+        raise UnreadableShard(path, error_reason(exc), damaged=not refused) from None
     return versions
 
 

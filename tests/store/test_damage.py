@@ -8,6 +8,8 @@ lays them out, which is what h5py writes with its default `libver="earliest"`.
 
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -218,3 +220,29 @@ def test_verify_that_cannot_record_its_marks_says_so_in_one_line(work):
     assert result.exit_code == EXIT_FAILED and "damaged: c: rgb checksum mismatch" in output
     lines = [line for line in output.splitlines() if line.startswith("problem: ")]
     assert len(lines) == 1 and "cannot record the damaged videos in" in lines[0]
+
+
+def test_a_shard_another_program_holds_locked_is_left_in_place(work, clean, assert_same_videos):
+    """HDF5's file lock (another process has the shard open for writing, as HDFView may): the
+    shard is not damaged, so it stays where it is; its videos are redone all the same."""
+    index = work / "out/out.h5"
+    shard = _shard(index)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, h5py; f = h5py.File(sys.argv[1], 'r+'); print('open', flush=True); "
+         "sys.stdin.read()", str(shard)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        try:
+            list_versions(shard)
+            pytest.skip("HDF5 file locking is off here (HDF5_USE_FILE_LOCKING)")
+        except UnreadableShard as exc:
+            assert not exc.damaged and "lock" in exc.reason
+        result, output = invoke("extract", work / "videos", index, *EXTRACT)
+    finally:
+        holder.communicate("")
+    assert result.exit_code == EXIT_FAILED and "its 3 videos will be redone (left in place)" in output
+    assert shard.exists()
+    assert_same_videos(clean / "ref/out.h5", index)
+    result, output = invoke("extract", work / "videos", index, *EXTRACT)  # readable again: older copies
+    assert result.exit_code == 0 and "3 already done" in output and "problem" not in output
+    assert not shard.exists()  # nothing linked in it any more
