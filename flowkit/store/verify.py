@@ -9,7 +9,7 @@ video is marked (flowkit.store.damage): the next `flowkit extract` redoes it fro
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +78,7 @@ def _check_jpeg_files(video: VideoRecord, name: str, dataset: h5py.Dataset,
         return [f"{video.id}: {name} holds {dataset.shape} JPEG files, expected {shape}"]
     crc = 0
     size = (video.entry.height, video.entry.width)
-    rows = dataset[()]  # one read of the whole dataset, as a reader of a whole video does it
-    for i, row in enumerate(rows):
+    for i, row in _blocks(dataset):
         for data in [row] if dataset.ndim == 1 else list(row):
             data = data.tobytes()
             crc = zlib.crc32(data, crc)
@@ -87,6 +86,14 @@ def _check_jpeg_files(video: VideoRecord, name: str, dataset: h5py.Dataset,
             if found != size:
                 return [f"{video.id}: {name}[{i}] is not a {size[1]}x{size[0]} JPEG file ({found})"]
     return _check_crc(video, name, dataset, crc)
+
+
+def _blocks(dataset: h5py.Dataset, rows: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, row) of every row, read in blocks of `rows` as a reader of whole clips does (and
+    in bounded memory)."""
+    for start in range(0, dataset.shape[0], rows):
+        for offset, row in enumerate(dataset[start : start + rows]):
+            yield start + offset, row
 
 
 def _check_crc(video: VideoRecord, name: str, dataset: h5py.Dataset, crc: int) -> list[str]:
