@@ -33,7 +33,7 @@ from flowkit.data.annotations import Annotation  # noqa: E402
 from flowkit.extraction.pipeline import ExtractSettings, extract  # noqa: E402
 from flowkit.store.reader import FlowStore  # noqa: E402
 from flowkit.training.config import load_config  # noqa: E402
-from flowkit.training.train import LabelledData, stream_datasets, stream_model  # noqa: E402
+from flowkit.training.streams import LabelledData, stream_datasets, stream_model  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "testdata" / "videos"
 

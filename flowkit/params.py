@@ -1,7 +1,9 @@
-"""Settings as users type them: `NAME=VALUE` pairs (`--param`, `--set`) and their boolean words."""
+"""Settings as users type them: `NAME=VALUE` pairs (`--param`, `--set`), their boolean words, and
+the range checks every numeric option goes through."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from flowkit.errors import FlowkitError
@@ -32,3 +34,19 @@ def parse_bool(value: str | bool) -> bool:
     if text not in TRUE_WORDS + FALSE_WORDS:
         raise ValueError(f"{value!r} is not a boolean")
     return text in TRUE_WORDS
+
+
+def check_count(name: str, value: int | None, minimum: int = 1) -> None:
+    """A count option (`--jobs`, `--shard-size` ...) that must be at least `minimum`, if given."""
+    if value is not None and value < minimum:
+        raise FlowkitError(f"{name} must be at least {minimum}, got {value}")
+
+
+def check_positive(name: str, value: float | None, maximum: float = math.inf) -> None:
+    """A real option that must be finite, above 0 and at most `maximum`, if given."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value <= 0:
+        raise FlowkitError(f"{name} must be a positive finite number, got {value}")
+    if value > maximum:
+        raise FlowkitError(f"{name} must be at most {maximum:g}, got {value:g}")

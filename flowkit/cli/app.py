@@ -103,14 +103,6 @@ def echo_failures(failed: list[Any], problems: list[str] = ()) -> None:
         click.echo(f"problem: {problem}", err=True)
 
 
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
 def print_metrics(rows: dict[str, dict[str, float]]) -> None:
     click.echo(f"{'':14s} {'top-1':>7s} {'top-5':>7s} {'mean class':>11s}")
     for name, m in rows.items():

@@ -12,7 +12,6 @@ from flowkit.cli.app import (
     EXIT_FAILED,
     cli,
     echo_failures,
-    format_bytes,
     label_options,
 )
 from flowkit.flow.quantize import DEFAULT_BOUND
@@ -23,45 +22,13 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def info(dataset: Path, as_json: bool) -> None:
     """What DATASET holds: videos, frames, bytes, algorithm and parameters, failures."""
-    from flowkit.store.summary import summarize
+    from flowkit.store.summary import describe, summarize
 
     summary = summarize(dataset)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    settings = summary["settings"]
-    kinds = summary.get("bytes_by_kind", {})
-    lines = [
-        f"{dataset}  (flowkit format {summary['format_version']}, updated {summary['updated_at']})",
-        f"videos     {summary['videos']}",
-        f"frames     {summary['frames']} RGB frames, {summary['pairs']} flow pairs",
-        "sizes      " + ", ".join(f"{size} ({n})" for size, n in summary["sizes"].items()),
-        f"storage    {format_bytes(summary['bytes'])} in {summary['shards']} shard(s): "
-        + ", ".join(f"{k} {format_bytes(v)}" for k, v in kinds.items())
-        + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
-    ]
-    if settings:
-        params = " ".join(f"{k}={v}" for k, v in settings.get("params", {}).items())
-        flow = settings.get("flow_format", "raw")
-        if flow == "jpeg" and settings.get("flow_quality") is not None:
-            flow += f" q{settings['flow_quality']}"
-        rgb = "no"
-        if settings.get("rgb"):
-            quality = settings.get("rgb_quality")
-            rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
-        engine = f" ({settings['engine']})" if settings.get("engine") else ""
-        lines += [
-            f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
-            f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
-            f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
-            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
-        ]
-    if summary.get("layouts"):
-        lines.append("layout     " + ", ".join(f"{name} ({n})" for name, n in summary["layouts"].items()))
-    failures = summary["failures"]
-    lines.append(f"failures   {len(failures)}")
-    lines += [f"  {f['source']}: {f['error']}" for f in failures]
-    click.echo("\n".join(lines))
+    click.echo(describe(summary, str(dataset)))
 
 
 @cli.command()
@@ -101,7 +68,7 @@ def verify(dataset: Path, quiet: bool) -> None:
 @click.argument("video")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="A .png/.jpg (one pair) or .mp4/.avi (every pair).")
-@click.option("--pair", "index", type=int, default=None, help="Which pair to show [default: the middle one].")
+@click.option("--pair", "index", type=int, default=None, help="Which pair to show, from 0 (negative: from the end) [default: the middle one].")
 @click.option("--max-flow", type=float, default=None, help="Displacement shown at full saturation.")
 def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: float | None) -> None:
     """Picture VIDEO's RGB frames beside their flow in the Middlebury colour wheel."""
@@ -131,7 +98,7 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
     Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`),
     labels 0-based from --labels (e.g. UCF101's classInd.txt order), else by class folder.
     """
-    from flowkit.rawframes import LabelSource
+    from flowkit.data.annotations import LabelSource
     from flowkit.rawframes import export_rawframes as run_export
 
     source = LabelSource(labels, label_format, split, test_list)

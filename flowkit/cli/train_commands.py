@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowkit.cli.app import (
-    cli,
-    label_option_list,
-    print_metrics,
-)
-from flowkit.errors import FlowkitError
+from flowkit.cli.app import cli, label_option_list, print_metrics
+
+if TYPE_CHECKING:
+    from flowkit.training.runs import RunOutcome
 
 # ---- training --------------------------------------------------------------------------------------------
 
@@ -56,22 +54,6 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _training_setup(data: Path, labels: Path | None, label_format: str, split: int,
-                    test_list: Path | None, pipeline: Path | None, overrides: dict[str, Any],
-                    assignments: tuple[str, ...]) -> tuple[Any, Any]:
-    from flowkit.params import parse_assignments
-    from flowkit.training.config import load_config
-    from flowkit.training.train import load_data
-
-    settings = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in settings:
-        epochs = settings.pop("epochs")
-        settings["rgb.epochs"] = settings["flow.epochs"] = epochs
-    settings.update(parse_assignments(assignments))
-    config = load_config(pipeline, settings)
-    return config, load_data(data, labels, label_format, split, test_list)
-
-
 @cli.command(epilog=_config_epilog())
 @click.option("--modality", type=click.Choice(["rgb", "flow", "rgbdiff"]), required=True)
 @click.option("--init", "init_file", type=click.Path(path_type=Path), default=None,
@@ -83,22 +65,16 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
           device: str | None, seed: int | None, assignments: tuple[str, ...], out: Path,
           resume: bool, quiet: bool) -> None:
     """Train one stream (rgb, flow or TSN's rgbdiff) into OUT/<modality>."""
-    from flowkit.training.distributed import process_group
-    from flowkit.training.train import prepare_run, train_stream
+    from flowkit.data.annotations import LabelSource
+    from flowkit.training.runs import run_stream
+    from flowkit.training.streams import DataSource
 
-    stream_key = "flow" if modality == "flow" else "rgb"
-    config, labelled = _training_setup(
-        data, labels, label_format, split, test_list, pipeline,
+    outcome = run_stream(
+        modality, DataSource(data, LabelSource(labels, label_format, split, test_list)), pipeline,
         {"arch": arch, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
-         "workers": workers, "device": device, "seed": seed,
-         f"{stream_key}.init": str(init_file) if init_file else None}, assignments)
-    with process_group(config.device) as ranks:  # torchrun: one process of several
-        run = prepare_run(out, config, labelled, resume, {"command": "train", "modality": modality})
-        scores = train_stream(config, labelled, modality, run, resume, progress=not quiet)
-    if ranks.main:
-        if scores is not None:
-            print_metrics({modality: scores.metrics()})
-        click.echo(f"run: {run}")
+         "workers": workers, "device": device, "seed": seed}, assignments, init_file, out, resume,
+        progress=not quiet)
+    _report(outcome)
 
 
 @cli.command("train-two-stream", epilog=_config_epilog())
@@ -112,24 +88,24 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
                      batch_size: int | None, workers: int | None, device: str | None, seed: int | None,
                      assignments: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train the spatial and temporal streams and fuse them; print each one's accuracy and the fused."""
-    from flowkit.training.distributed import process_group
-    from flowkit.training.train import prepare_run
-    from flowkit.training.train import train_two_stream as run_two_stream
+    from flowkit.data.annotations import LabelSource
+    from flowkit.training.runs import run_two_stream
+    from flowkit.training.streams import DataSource
 
-    config, labelled = _training_setup(
-        data, labels, label_format, split, test_list, pipeline,
+    outcome = run_two_stream(
+        DataSource(data, LabelSource(labels, label_format, split, test_list)), pipeline,
         {"arch": arch, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
          "workers": workers, "device": device, "seed": seed, "fusion": fusion,
-         "rgb.init": str(init_rgb) if init_rgb else None, "flow.init": str(init_flow) if init_flow else None},
-        assignments)
-    if not labelled.test:
-        raise FlowkitError("train-two-stream needs a test split to score and fuse the streams")
-    with process_group(config.device) as ranks:  # torchrun: one process of several
-        run = prepare_run(out, config, labelled, resume, {"command": "train-two-stream"})
-        summary = run_two_stream(config, labelled, run, resume, progress=not quiet)
-    if ranks.main:
-        print_metrics(summary)
-        click.echo(f"run: {run}")
+         "rgb.init": init_rgb, "flow.init": init_flow}, assignments, out, resume, progress=not quiet)
+    _report(outcome)
+
+
+def _report(outcome: RunOutcome) -> None:
+    """A run's test metrics (when it has a test split) and its folder, from one process only."""
+    if outcome.reports:
+        if outcome.metrics:
+            print_metrics(outcome.metrics)
+        click.echo(f"run: {outcome.folder}")
 
 
 @cli.command()
@@ -149,12 +125,12 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
              quiet: bool) -> None:
     """Score the test split with a stream's model: a run's stream folder (its final model), or a
     final.pt or best.pt."""
-    from flowkit.training.train import evaluate_checkpoint, load_data, write_scores
+    from flowkit.data.annotations import LabelSource
+    from flowkit.training.evaluation import evaluate_and_write
+    from flowkit.training.streams import DataSource
 
-    labelled = load_data(data, labels, label_format, split, test_list)
-    scores = evaluate_checkpoint(checkpoint, labelled, int(crops) if crops else None, snippets, not quiet)
-    folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation"
-    write_scores(scores, folder, checkpoint.name)
+    scores, folder = evaluate_and_write(checkpoint, DataSource(data, LabelSource(labels, label_format, split, test_list)),
+                                        int(crops) if crops else None, snippets, out, not quiet)
     print_metrics({checkpoint.name: scores.metrics()})
     click.echo(f"scores: {folder / 'scores.npz'}")
 
@@ -169,15 +145,9 @@ def evaluate(checkpoint: Path, data: Path, labels: Path | None, label_format: st
 def fuse(scores: tuple[Path, ...], weights: tuple[float, ...], average: str, learn: bool,
          out: Path | None) -> None:
     """Late fusion of saved test scores (.npz from evaluate or a run)."""
-    from flowkit.training.evaluation import Scores, fuse_learned
-    from flowkit.training.evaluation import fuse as fuse_scores
+    from flowkit.training.scores import fuse_files
 
-    if weights and learn:
-        raise FlowkitError("use --weights or --learn, not both")
-    parts = [Scores.load(path) for path in scores]
-    fused = fuse_learned(parts) if learn else fuse_scores(parts, weights or None, average)
-    rows = {path.stem if path.stem != "scores" else path.parent.name: p.metrics() for path, p in zip(scores, parts, strict=True)}
-    rows["fused"] = fused.metrics()
+    rows, fused = fuse_files(scores, weights, average, learn)
     print_metrics(rows)
     if out:
         fused.save(out)

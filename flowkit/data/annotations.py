@@ -330,6 +330,21 @@ def detect_format(path: Path) -> str:
     return "filelist"
 
 
+@dataclass(frozen=True)
+class LabelSource:
+    """A dataset's labels as commands describe them (`--labels`, `--format`, `--split`,
+    `--test-list`): anything `load_labels` reads; no `path` labels videos by their class folder."""
+
+    path: str | Path | None = None
+    format: str = "auto"
+    split: int = 1
+    test_list: str | Path | None = None
+
+    def load(self, ids: Iterable[str]) -> tuple[LabelList, LabelList]:
+        """(train, test) label lists matched to `ids`, as `load_labels` gives them."""
+        return load_labels(self.path, ids, self.format, self.split, self.test_list)
+
+
 def load_labels(path: str | Path | None, ids: Iterable[str], fmt: str = "auto", split: int = 1,
                 test: str | Path | None = None) -> tuple[LabelList, LabelList]:
     """(train, test) label lists matched to a dataset's `ids`, from any supported description.

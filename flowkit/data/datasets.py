@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowkit.data import sampling
-from flowkit.data.annotations import Annotation, LabelList
+from flowkit.data.annotations import Annotation, LabelList, load_labels
 from flowkit.data.stacking import (
     bidirectional_stack,
     subtract_mean_flow,
@@ -33,7 +33,7 @@ from flowkit.data.stacking import (
 from flowkit.data.transforms import Crop, MultiScaleCrop, RandomCrop, apply_crop, eval_views
 from flowkit.data.values import flow_values, rgb_values
 from flowkit.errors import FlowkitError
-from flowkit.flow.quantize import dequantize_flow
+from flowkit.flow.quantize import centre_codes, dequantize_flow, quantization_step
 from flowkit.store.index import IndexEntry
 from flowkit.store.reader import FlowStore, VideoRecord
 
@@ -175,15 +175,11 @@ class Flow(Modality):
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         if snippet.dtype == np.uint8:
             # Codes centred on zero motion, so that a flip may negate u; then scaled to pixels.
-            region = apply_crop(snippet, crop, is_flow=True, convert=_centred_codes)
-            flow = region * np.float32(2.0 * video.bound / 255.0)
+            region = apply_crop(snippet, crop, is_flow=True, convert=centre_codes)
+            flow = region * np.float32(quantization_step(video.bound))
         else:
             flow = apply_crop(snippet, crop, is_flow=True)
         return _channels_first(flow_values(flow, video.bound, self.values), self.clip)
-
-
-def _centred_codes(codes: np.ndarray) -> np.ndarray:
-    return codes.astype(np.float32) - np.float32(127.5)
 
 
 # ---- the datasets ---------------------------------------------------------------------------------------
@@ -207,7 +203,20 @@ class _Store:
         return {"path": self.path, "_store": None, "_pid": -1}
 
 
+# ---- labels tied to a dataset's ids: the one place they meet a store --------------------------------
+
+
+def dataset_labels(path: str | Path, labels: str | Path | None, fmt: str = "auto", split: int = 1,
+                   test: str | Path | None = None) -> tuple[LabelList, LabelList]:
+    """(train, test) label lists of the dataset at `path`, read by `load_labels` and matched to the
+    ids the dataset holds (videos it lacks are skipped with one warning)."""
+    with FlowStore(path) as store:
+        return load_labels(labels, store.ids, fmt, split, test)
+
+
 def _annotations(labels: LabelList | list[Annotation], store: FlowStore) -> list[Annotation]:
+    """The rows a dataset reads: a LabelList matched to the store's ids (every video must be
+    there), or rows already matched (by `dataset_labels`), checked."""
     rows = labels.match(store.ids).rows if isinstance(labels, LabelList) else list(labels)
     missing = [r.video for r in rows if r.video not in store]
     if missing:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowkit.errors import FlowkitError
+
 
 def _starts_available(length: int, clip_len: int) -> int:
     """How many clip starts fit; at least 1 (a short video still yields a clip, from 0)."""
@@ -58,6 +60,6 @@ def clip_indices(start: int, clip_len: int, length: int, stride: int = 1, loop: 
     """The positions of a clip: `start + i * stride`, looping past the end (I3D) or clamped to the
     last position (TSN's short videos)."""
     if length <= 0:
-        raise ValueError("a sequence with no positions has no clips")
+        raise FlowkitError("a sequence with no positions has no clips")
     indices = start + np.arange(clip_len, dtype=np.int64) * stride
     return indices % length if loop else np.minimum(indices, length - 1)

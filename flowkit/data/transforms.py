@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from flowkit.errors import FlowkitError
+
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
@@ -112,4 +114,4 @@ def eval_views(height: int, width: int, size: int = 224, crops: int = 1, flip: b
     if crops == 10:
         views = ten_crops(height, width, size)
         return views if flip else views[:5]
-    raise ValueError(f"test crops must be 1 or 10, not {crops}")
+    raise FlowkitError(f"test crops must be 1 or 10, not {crops}")

@@ -1,17 +1,24 @@
 """What the numbers fed to a network mean: one home for each normalisation.
 
-RGB: `imagenet` (0..1, then ImageNet mean/std per channel, RGB order: the 2D backbones'
-pretraining) or `unit` ([-1, 1], I3D's). Flow: `pixels` (displacements as dequantized) or `unit`
-(divided by the bound, so [-1, 1], I3D's).
+RGB: `imagenet` (0..1, then ImageNet mean/std per channel, RGB order: torchvision's
+pretraining), `unit` ([-1, 1], I3D's and TF-slim's) or `caffe` (BGR order, 0..255, minus the
+per-channel mean [104, 117, 128], no std: TSN's BN-Inception weights, as tsn-pytorch's `main.py`
+feeds them with `Stack(roll=True)`, `ToTorchFormatTensor(div=False)` and `models.py`'s
+`input_mean`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
+its weights expect. Flow: `pixels` (displacements as dequantized) or `unit` (divided by the
+bound, so [-1, 1], I3D's).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from flowkit.errors import FlowkitError
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-RGB_VALUES = ("imagenet", "unit")
+CAFFE_BGR_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # B, G, R
+RGB_VALUES = ("imagenet", "unit", "caffe")
 FLOW_VALUES = ("pixels", "unit")
 
 
@@ -22,7 +29,9 @@ def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
         return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     if mode == "unit":
         return x / 127.5 - 1.0
-    raise ValueError(f"RGB values must be one of {RGB_VALUES}, not {mode!r}")
+    if mode == "caffe":
+        return x[..., ::-1] - CAFFE_BGR_MEAN
+    raise FlowkitError(f"RGB values must be one of {', '.join(RGB_VALUES)}, not {mode!r}")
 
 
 def flow_values(flow: np.ndarray, bound: float, mode: str = "pixels") -> np.ndarray:
@@ -31,4 +40,4 @@ def flow_values(flow: np.ndarray, bound: float, mode: str = "pixels") -> np.ndar
         return flow.astype(np.float32, copy=False)
     if mode == "unit":
         return (flow / np.float32(bound)).astype(np.float32, copy=False)
-    raise ValueError(f"flow values must be one of {FLOW_VALUES}, not {mode!r}")
+    raise FlowkitError(f"flow values must be one of {', '.join(FLOW_VALUES)}, not {mode!r}")

@@ -22,7 +22,7 @@ def part_of(video_id: str, parts: int) -> int:
 def split_videos(videos: list[VideoFile], parts: int) -> list[list[VideoFile]]:
     """`videos` in `parts` lists by `part_of`, each sorted by path."""
     if parts < 1:
-        raise FlowkitError(f"the number of parts must be at least 1, not {parts}")
+        raise FlowkitError(f"--parts must be at least 1, got {parts}")
     lists: list[list[VideoFile]] = [[] for _ in range(parts)]
     for video in videos:
         lists[part_of(video.id, parts)].append(video)

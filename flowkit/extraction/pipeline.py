@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from flowkit.errors import FlowkitError
 from flowkit.extraction.local import LocalRunner, available_cores
-from flowkit.extraction.settings import ExtractSettings, check_count
+from flowkit.extraction.settings import ExtractSettings
 from flowkit.extraction.worker import VideoOutcome, engine_for
+from flowkit.params import check_count
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter, WriteReport
 from flowkit.store.failures import FailureRecord
 from flowkit.store.format import IdChecker, canonical_settings

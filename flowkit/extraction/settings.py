@@ -1,12 +1,11 @@
 """What an extraction run computes and stores: `ExtractSettings`, built and checked from options.
 
-Every value a user can type is range-checked here, before any file is opened, so a bad option
+Every value a user can type is range-checked here (with flowkit.params' checks), before any file is opened, so a bad option
 is one line and exit 2 instead of a run that hangs or stores meaningless codes.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -20,6 +19,7 @@ from flowkit.flow.engines import (
     resolve_params,
 )
 from flowkit.flow.quantize import DEFAULT_BOUND
+from flowkit.params import check_count, check_positive
 from flowkit.store.format import ENCODING_JPEG, FLOW_ENCODINGS, FORMAT_VERSION
 from flowkit.store.staging import DEFAULT_COMPRESSION, DEFAULT_QUALITY
 from flowkit.video import FrameSize
@@ -43,22 +43,6 @@ def frame_size(short_side: int | None = None, fixed: str | None = None, keep: bo
     size = FrameSize(short_side=short_side if short_side is not None else DEFAULT_SHORT_SIDE)
     size.validate()
     return size
-
-
-def check_count(name: str, value: int | None, minimum: int = 1) -> None:
-    """A count option (`--jobs`, `--shard-size` ...) that must be at least `minimum`, if given."""
-    if value is not None and value < minimum:
-        raise FlowkitError(f"{name} must be at least {minimum}, got {value}")
-
-
-def check_positive(name: str, value: float | None, maximum: float = math.inf) -> None:
-    """A real option that must be finite, above 0 and at most `maximum`, if given."""
-    if value is None:
-        return
-    if not math.isfinite(value) or value <= 0:
-        raise FlowkitError(f"{name} must be a positive finite number, got {value}")
-    if value > maximum:
-        raise FlowkitError(f"{name} must be at most {maximum:g}, got {value:g}")
 
 
 @dataclass(frozen=True)

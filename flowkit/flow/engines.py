@@ -9,6 +9,7 @@ attributes and the docs all come from the same place.
 
 from __future__ import annotations
 
+import math
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +37,10 @@ class Param:
     def parse(self, text: str) -> Any:
         """A command-line string to this parameter's type, with a one-line error if it does not fit."""
         try:
-            return parse_bool(text) if self.type is bool else self.type(text)
+            value = parse_bool(text) if self.type is bool else self.type(text)
+            if self.type is float and not math.isfinite(value):
+                raise ValueError(f"{text!r} is not finite")
+            return value
         except ValueError:
             raise FlowkitError(
                 f"parameter {self.name}={text!r}: expected {self.type.__name__}"

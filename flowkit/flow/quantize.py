@@ -17,6 +17,7 @@ import numpy as np
 from flowkit.errors import FlowkitError
 
 DEFAULT_BOUND = 20.0
+ZERO_MOTION_CODE = 127.5  # the code of zero motion: halfway between 0 and 255
 
 
 def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
@@ -37,3 +38,9 @@ def dequantize_flow(codes: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarr
 def quantization_step(bound: float = DEFAULT_BOUND) -> float:
     """The displacement one code step stands for (the largest rounding error is half of it)."""
     return 2.0 * bound / 255.0
+
+
+def centre_codes(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes as float32 steps from zero motion (so that negating one negates the motion);
+    times `quantization_step(bound)` they are displacements in pixels."""
+    return codes.astype(np.float32) - np.float32(ZERO_MOTION_CODE)

@@ -1,11 +1,16 @@
 """The networks: 2D spatial and temporal streams, TSN, two-stream I3D, late and mid-level fusion.
 
 Plain PyTorch modules (this package imports torch only). Build any of them by name with
-`create_model`; `list_models()` names them all.
+`create_model`; `list_models()` names them all and `model_info(name)` says what each expects.
 """
 
-from .backbone import STAGES, Backbone
+# Importing a model module registers its builders: this order is list_models()'s.
+# isort: off
+from .resnet import ResNet, resnet18, resnet50, resnet18_3d, resnet50_3d
 from .bninception import BNInception, bninception
+from .tiny import TinyNet, tiny
+from .i3d import I3D, InceptionV1, TwoStreamI3D, i3d, i3d_two_stream, inception_v1
+from .tsn import TSN, SegmentConsensus, tsn
 from .fusion import (
     TSN_WEIGHTS,
     LinearScoreFusion,
@@ -14,12 +19,26 @@ from .fusion import (
     late_fusion,
     two_stream_fusion,
 )
-from .i3d import I3D, InceptionV1, TwoStreamI3D, i3d, i3d_two_stream, inception_v1, load_pytorch_i3d
-from .inflate import inflate_state_dict, inflate_weight
-from .init import cross_modality_init, cross_modality_weight, partial_bn
-from .registry import create_model, list_models
-from .resnet import ResNet, resnet18, resnet18_3d, resnet50, resnet50_3d
-from .tsn import TSN, SegmentConsensus, tsn
+# isort: on
+from .backbone import STAGES, Backbone
+from .init import partial_bn
+from .registry import (
+    ModelInfo,
+    create_model,
+    info_of,
+    list_models,
+    model_info,
+    register_model,
+    reset_classifier,
+)
+from .weights import (
+    cross_modality_init,
+    cross_modality_weight,
+    inflate_state_dict,
+    inflate_weight,
+    load_init,
+    load_pytorch_i3d,
+)
 
 __all__ = [
     "I3D",
@@ -30,9 +49,11 @@ __all__ = [
     "Backbone",
     "InceptionV1",
     "LinearScoreFusion",
+    "ModelInfo",
     "ResNet",
     "SegmentConsensus",
     "SpatialFusion",
+    "TinyNet",
     "TwoStreamFusion",
     "TwoStreamI3D",
     "bninception",
@@ -44,14 +65,20 @@ __all__ = [
     "inception_v1",
     "inflate_state_dict",
     "inflate_weight",
+    "info_of",
     "late_fusion",
     "list_models",
+    "load_init",
     "load_pytorch_i3d",
+    "model_info",
     "partial_bn",
+    "register_model",
+    "reset_classifier",
     "resnet18",
     "resnet18_3d",
     "resnet50",
     "resnet50_3d",
+    "tiny",
     "tsn",
     "two_stream_fusion",
 ]

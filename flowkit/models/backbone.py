@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import FlowkitError
+
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
@@ -18,14 +20,14 @@ def next_stage(stage: str) -> str:
     """The stage after `stage` (`conv5` has none)."""
     check_stage(stage)
     if stage == STAGES[-1]:
-        raise ValueError(f"{stage} is the last stage")
+        raise FlowkitError(f"{stage} is the last stage")
     return STAGES[STAGES.index(stage) + 1]
 
 
 def check_stage(stage: str) -> None:
-    """Raise a ValueError naming the stages if `stage` is not one."""
+    """Raise a FlowkitError naming the stages if `stage` is not one."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        raise FlowkitError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
 class Backbone(nn.Module):

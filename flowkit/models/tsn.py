@@ -7,8 +7,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import FlowkitError
 from .backbone import Backbone
 from .init import partial_bn as enable_partial_bn
+from .registry import ModelInfo, create_model, register_model
 
 MODALITIES = ("rgb", "rgbdiff", "flow")
 CONSENSUS = ("avg", "max", "weighted")
@@ -18,9 +20,9 @@ DROPOUT = {"rgb": 0.8, "rgbdiff": 0.8, "flow": 0.7}  # before the classifier, as
 
 
 def check_modality(modality: str) -> None:
-    """Raise a ValueError naming the modalities if `modality` is not one."""
+    """Raise a FlowkitError naming the modalities if `modality` is not one."""
     if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; modalities are {', '.join(MODALITIES)}")
+        raise FlowkitError(f"unknown modality {modality!r}; modalities are {', '.join(MODALITIES)}")
 
 
 def backbone_channels(modality: str, snippet_length: int) -> int:
@@ -36,7 +38,7 @@ class SegmentConsensus(nn.Module):
     def __init__(self, kind: str = "avg", num_segments: int = 3):
         super().__init__()
         if kind not in CONSENSUS:
-            raise ValueError(f"unknown consensus {kind!r}; choose from {', '.join(CONSENSUS)}")
+            raise FlowkitError(f"unknown consensus {kind!r}; choose from {', '.join(CONSENSUS)}")
         self.kind = kind
         if kind == "weighted":
             self.weight = nn.Parameter(torch.full((num_segments,), 1.0 / num_segments))
@@ -47,7 +49,7 @@ class SegmentConsensus(nn.Module):
         if self.kind == "max":
             return scores.amax(dim=1)
         if scores.shape[1] != self.weight.numel():
-            raise ValueError(
+            raise FlowkitError(
                 f"weighted consensus was built for {self.weight.numel()} segments, "
                 f"got {scores.shape[1]}"
             )
@@ -69,7 +71,7 @@ class TSN(nn.Module):
     ):
         super().__init__()
         if not isinstance(backbone, Backbone) or backbone.spatial_dims != 2:
-            raise ValueError("TSN takes a 2D backbone of this package")
+            raise FlowkitError("TSN takes a 2D backbone of this package")
         check_modality(modality)
         self.backbone = backbone
         self.modality = modality
@@ -99,6 +101,16 @@ class TSN(nn.Module):
         return (torch.randn(batch_size, self.num_segments, self.in_chans, size, size),)
 
 
+@register_model(
+    ModelInfo(
+        name="tsn", summary="TSN, K snippets, avg / max / weighted consensus", channels=(3,),
+        frames=1, size=224, values="caffe", first_conv="backbone.features.conv1.conv",
+        classifier="backbone.fc", params=10_363_749,
+        paper="Wang et al.: Temporal Segment Networks: Towards Good Practices for Deep Action "
+        "Recognition (ECCV 2016)",
+        backbone="backbone",
+    )
+)
 def tsn(
     num_classes: int = 101,
     *,
@@ -112,12 +124,10 @@ def tsn(
 ) -> TSN:
     """TSN with a backbone of this package by name; snippet length and dropout default to the
     paper's for the modality (1 / 0.8 for RGB, 5 / 0.7 for flow, 5 / 0.8 for RGB difference)."""
-    from .registry import create_model  # the registry imports this module
-
     check_modality(modality)
     length = SNIPPET_LENGTH[modality] if snippet_length is None else snippet_length
     if modality == "rgb" and length != 1:
-        raise ValueError("an RGB snippet is one frame")
+        raise FlowkitError("an RGB snippet is one frame")
     net = create_model(
         backbone,
         num_classes=num_classes,

@@ -9,7 +9,6 @@ from flowkit.rawframes.exporter import (
     NO_LABEL,
     RGB_LIST,
     ExportReport,
-    LabelSource,
     export_rawframes,
 )
 from flowkit.rawframes.importer import ImportReport, import_rawframes, import_settings
@@ -23,7 +22,6 @@ __all__ = [
     "RGB_LIST",
     "ExportReport",
     "ImportReport",
-    "LabelSource",
     "RawframeFolder",
     "export_rawframes",
     "find_rawframe_folders",

@@ -28,21 +28,7 @@ FLOW_LIST = "rawframes_flow.txt"
 NO_LABEL = -1  # the label of a video its label source does not label
 
 if TYPE_CHECKING:
-    from flowkit.data.annotations import LabelList
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """Where export labels come from: anything `flowkit.data.annotations.load_labels` reads.
-
-    `path` None labels every video by its class folder (`annotations.from_folders`), as
-    training without `--labels` does.
-    """
-
-    path: str | Path | None = None
-    format: str = "auto"
-    split: int = 1
-    test_list: str | Path | None = None
+    from flowkit.data.annotations import LabelList, LabelSource
 
 
 @dataclass
@@ -65,21 +51,21 @@ class ExportReport:
         return not self.failed
 
 
-def dataset_labels(ids: list[str], source: LabelSource) -> tuple[LabelList, str]:
+def export_labels(ids: list[str], source: LabelSource | None) -> tuple[LabelList, str]:
     """The labels of a dataset's `ids` from `source`, and why there are none ('' if there are).
 
     Without a label file, ids outside class folders leave the whole dataset unlabelled (the
     reason says so) rather than failing the export.
     """
     # Imported here: flowkit.data brings in torch, which importing rawframes never needs.
-    from flowkit.data.annotations import AnnotationError, LabelList, from_folders, load_labels
+    from flowkit.data.annotations import AnnotationError, LabelList, from_folders
 
-    if source.path is None and source.test_list is None:
+    if source is None or (source.path is None and source.test_list is None):
         try:
             return from_folders(ids), ""
         except AnnotationError as exc:
             return LabelList([]), str(exc)
-    train, test = load_labels(source.path, ids, source.format, source.split, source.test_list)
+    train, test = source.load(ids)
     return LabelList(train.classes, train.rows + test.rows), ""
 
 
@@ -119,7 +105,7 @@ def export_rawframes(
         if unknown:
             raise FlowkitError(f"{dataset} has no video {unknown[0]!r}" + (
                 f" (and {len(unknown) - 1} more unknown ids)" if len(unknown) > 1 else ""))
-        labelled, reason = dataset_labels(store.ids, labels or LabelSource())
+        labelled, reason = export_labels(store.ids, labels)
         label_of = {row.video: row.label for row in labelled.rows}
         _prepare_out_dir(out_dir)
         report = ExportReport(out_dir, videos=len(wanted), classes=labelled.classes, unlabelled_reason=reason)

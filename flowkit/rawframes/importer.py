@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ import cv2
 import numpy as np
 
 from flowkit.errors import FlowkitError, VideoError
+from flowkit.extraction.pipeline import run_pipeline
+from flowkit.extraction.worker import VideoOutcome
 from flowkit.flow.quantize import DEFAULT_BOUND
+from flowkit.params import check_positive
 from flowkit.rawframes.names import (
     FLOW_X,
     FLOW_Y,
@@ -31,16 +35,14 @@ from flowkit.rawframes.names import (
 )
 from flowkit.store.codec import JPEG_MAGIC
 from flowkit.store.dataset import DEFAULT_SHARD_BYTES, DatasetWriter, WriteReport
-from flowkit.store.failures import FailureRecord
 from flowkit.store.format import (
     ENCODING_JPEG,
     FORMAT_VERSION,
     UNKNOWN_QUALITY,
-    IdChecker,
     VideoAttrs,
     canonical_settings,
 )
-from flowkit.store.shards import VideoVersion
+from flowkit.store.shards import SourceSignature
 from flowkit.store.staging import StagedVideoWriter
 
 IMPORTED_FROM = "rawframes"
@@ -234,8 +236,7 @@ def import_rawframes(
     Raises FlowkitError for the run as a whole: missing input, no rawframe folders, unwritable or
     foreign output, or an output with other settings unless `force`.
     """
-    if not bound > 0:
-        raise FlowkitError(f"--bound must be positive, got {bound}")
+    check_positive("--bound", bound)
     if not algorithm:
         raise FlowkitError("the algorithm name must not be empty")
     in_dir = Path(in_dir)
@@ -250,45 +251,42 @@ def import_rawframes(
     start = time.perf_counter()
     with DatasetWriter(output, shard_bytes) as dataset:
         dataset.adopt_settings(settings, force)
-        try:
-            _import_all(dataset, folders, settings, force, report)
-        finally:
-            report.problems, report.failures = dataset.finish()
+        runner = RawframesRunner(dataset.layout.staging_dir, settings)
+        counts = run_pipeline(dataset, folders, runner, canonical_settings(settings), force, report,
+                              progress=False, signature=folder_signature)
+        report.imported, report.frames = counts.done, counts.frames
+        report.dropped_extra_flow = runner.dropped_extra_flow
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _import_all(
-    dataset: DatasetWriter, folders: list[RawframeFolder], settings: dict[str, Any],
-    force: bool, report: ImportReport,
-) -> None:
-    settings_json = canonical_settings(settings)
-    live: dict[str, VideoVersion] = dataset.live_versions()
-    ids = IdChecker({f.id for f in folders} | set(live))
-    for folder in folders:
-        try:
-            problem = ids.problem(folder.id, folder.source)
-            if problem is not None:
-                raise VideoError(problem)
-            current = live.get(folder.id)
-            unchanged = (
-                not force and current is not None and not folder.problem
-                and current.is_current(settings_json, *folder.stat())
-            )
-            if unchanged:
-                report.skipped += 1
+@dataclass
+class RawframesRunner:
+    """Stages each rawframes folder as a flowkit video, in this process: the runner the extraction
+    pipeline takes for an import, in place of the flow engines' workers."""
+
+    staging_dir: Path
+    settings: dict[str, Any]
+    dropped_extra_flow: list[str] = field(default_factory=list)
+
+    def outcomes(self, todo: list[RawframeFolder], on_pairs: Callable[[int], None]) -> Iterator[VideoOutcome]:
+        """One outcome per folder; a folder that cannot be a video fails alone."""
+        for folder in todo:
+            start = time.perf_counter()
+            try:
+                counts, size = _import_folder(folder, self.staging_dir, self.settings)
+            except Exception as exc:  # one odd folder must not stop a batch of thousands
+                detail = "" if isinstance(exc, FlowkitError) else traceback.format_exc()
+                yield VideoOutcome(folder.id, folder.source, False, error=one_line(exc), detail=detail)
                 continue
-            counts, size = _import_folder(folder, dataset.layout.staging_dir, settings)
-        except Exception as exc:  # one odd folder must not stop a batch of thousands
-            detail = "" if isinstance(exc, FlowkitError) else traceback.format_exc()
-            failure = FailureRecord.now(folder.id, folder.source, one_line(exc), detail)
-            dataset.failed(failure)
-            report.failed.append(failure)
-            continue
-        dataset.succeeded(folder.source)
-        report.imported += 1
-        report.frames += counts.frames
-        report.pairs += counts.pairs
-        if counts.dropped_extra_flow:
-            report.dropped_extra_flow.append(folder.id)
-        dataset.staged(size)
+            if counts.dropped_extra_flow:
+                self.dropped_extra_flow.append(folder.id)
+            on_pairs(counts.pairs)
+            yield VideoOutcome(folder.id, folder.source, True, counts.frames, counts.pairs,
+                               time.perf_counter() - start, size)
+
+
+def folder_signature(folder: RawframeFolder) -> SourceSignature | None:
+    """A folder's signature (its files' total size and newest mtime); None when its file names
+    alone rule it out, so that it is tried (and fails) again."""
+    return None if folder.problem else folder.stat()

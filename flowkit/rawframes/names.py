@@ -153,6 +153,11 @@ class RawframeFolder:
     streams: dict[str, Stream]
     problem: str = ""  # set when the file names alone rule it out
 
+    @property
+    def relpath(self) -> str:
+        """The source as the extraction pipeline names it (failures are keyed by it)."""
+        return self.source
+
     def stat(self) -> tuple[int, int]:
         """(total bytes, newest mtime in ns) of its rawframe files: a change means redo."""
         stats = [p.stat() for stream in self.streams.values() for p in stream.files.values()]

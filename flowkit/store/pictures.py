@@ -9,6 +9,7 @@ import numpy as np
 
 from flowkit.errors import FlowkitError
 from flowkit.flow.colorwheel import flow_to_color
+from flowkit.params import check_positive
 from flowkit.store.reader import VideoRecord
 from flowkit.video import write_video
 
@@ -24,6 +25,7 @@ def flow_panel(video: VideoRecord, index: int, max_magnitude: float | None = Non
 def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None = None,
                        max_magnitude: float | None = None) -> Path:
     """A PNG/JPEG of one pair, or a video (.mp4, .avi, .mkv) of every pair, by `output`'s extension."""
+    check_positive("--max-flow", max_magnitude)
     output = Path(output)
     pairs = video.flow.shape[0]
     if pairs == 0:
@@ -32,7 +34,7 @@ def write_flow_picture(video: VideoRecord, output: str | Path, index: int | None
     if suffix in (".png", ".jpg", ".jpeg"):
         index = pairs // 2 if index is None else index
         if not -pairs <= index < pairs:
-            raise FlowkitError(f"video {video.id} has pairs 0..{pairs - 1}, not {index}")
+            raise FlowkitError(f"--pair {index}: video {video.id} has pairs 0..{pairs - 1} (or -{pairs}..-1 from the end)")
         if not cv2.imwrite(str(output), flow_panel(video, index % pairs, max_magnitude)):
             raise FlowkitError(f"cannot write {output}")
         return output

@@ -54,3 +54,50 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             pairs = summary["pairs"]
             summary["bytes_per_pair"] = round(by_kind[FLOW] / pairs, 1) if pairs else None
     return summary
+
+
+def format_bytes(n: float) -> str:
+    """`1.5 MB` for 1572864: binary units, as `du -h` counts."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def describe(summary: dict[str, Any], name: str) -> str:
+    """The text `flowkit info` prints for a summary of the dataset `name`: counts, storage, the
+    settings it was made with (read from what the dataset stored), layouts read, failures."""
+    settings = summary["settings"]
+    kinds = summary.get("bytes_by_kind", {})
+    lines = [
+        f"{name}  (flowkit format {summary['format_version']}, updated {summary['updated_at']})",
+        f"videos     {summary['videos']}",
+        f"frames     {summary['frames']} RGB frames, {summary['pairs']} flow pairs",
+        "sizes      " + ", ".join(f"{size} ({n})" for size, n in summary["sizes"].items()),
+        f"storage    {format_bytes(summary['bytes'])} in {summary['shards']} shard(s): "
+        + ", ".join(f"{k} {format_bytes(v)}" for k, v in kinds.items())
+        + (f"; {summary['bytes_per_pair']:.0f} B per flow pair" if summary.get("bytes_per_pair") else ""),
+    ]
+    if settings:
+        params = " ".join(f"{k}={v}" for k, v in settings.get("params", {}).items())
+        flow = settings.get("flow_format", "raw")
+        if flow == "jpeg" and settings.get("flow_quality") is not None:
+            flow += f" q{settings['flow_quality']}"
+        rgb = "no"
+        if settings.get("rgb"):
+            quality = settings.get("rgb_quality")
+            rgb = f"jpeg q{quality}" if quality is not None else "jpeg"
+        engine = f" ({settings['engine']})" if settings.get("engine") else ""
+        lines += [
+            f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
+            f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
+            f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
+            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
+        ]
+    if summary.get("layouts"):
+        lines.append("layout     " + ", ".join(f"{name} ({n})" for name, n in summary["layouts"].items()))
+    failures = summary["failures"]
+    lines.append(f"failures   {len(failures)}")
+    lines += [f"  {f['source']}: {f['error']}" for f in failures]
+    return "\n".join(lines)

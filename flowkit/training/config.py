@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from flowkit.errors import FlowkitError
-from flowkit.params import parse_bool
+from flowkit.params import parse_assignments, parse_bool
 
 ARCHITECTURES = ("twostream", "tsn", "i3d")
 FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
+STREAMS_WITH_SETTINGS = ("rgb", "flow")  # the tables of StreamConfig; rgbdiff trains with rgb's
+EVERY_STREAM = ("epochs",)  # top-level overrides meaning that setting of every stream
 
 
 @dataclass
@@ -80,23 +84,40 @@ class TrainConfig:
             (self.test_crops in (1, 10), f"test_crops must be 1 or 10, not {self.test_crops}"),
             (len(self.fusion_weights) == 2, "fusion_weights takes two numbers: RGB and flow"),
             (self.fusion_average in ("logits", "softmax"), "fusion_average must be logits or softmax"),
-            (min(self.segments, self.flow_length, self.clip_length, self.batch_size, self.crop_size,
-                 self.test_snippets, self.clip_stride, self.fusion_frames) >= 1,
-             "segments, lengths, sizes and counts must be at least 1"),
+            *((getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+              for name in ("segments", "flow_length", "clip_length", "batch_size", "crop_size",
+                           "test_snippets", "clip_stride", "fusion_frames")),
+            (self.workers >= 0, f"workers must be 0 (load in the training process) or more, got {self.workers}"),
+            (self.eval_every >= 0, f"eval_every must be 0 (at the end only) or more, got {self.eval_every}"),
+            *((math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
+               f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+              for name in ("momentum", "weight_decay", "lr_gamma")),
         ]
-        for stream in ("rgb", "flow"):
+        for stream in STREAMS_WITH_SETTINGS:
             s = getattr(self, stream)
-            checks += [(s.lr > 0 and s.epochs >= 1, f"{stream}.lr must be positive and {stream}.epochs at least 1"),
+            checks += [(math.isfinite(s.lr) and s.lr > 0 and s.epochs >= 1,
+                        f"{stream}.lr must be positive and {stream}.epochs at least 1"),
+                       (math.isfinite(s.clip_grad) and s.clip_grad >= 0,
+                        f"{stream}.clip_grad must be a finite number >= 0 (0: no clipping)"),
                        (0 <= s.dropout < 1, f"{stream}.dropout must be in [0, 1)")]
         for ok, message in checks:
             if not ok:
                 raise FlowkitError(message)
+
+    def stream(self, stream: str) -> StreamConfig:
+        """The settings `stream` trains with: flow's own, rgb's for rgb and rgbdiff."""
+        return getattr(self, settings_key(stream))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def settings_key(stream: str) -> str:
+    """The table of settings a stream trains with: `flow` for flow, `rgb` for rgb and rgbdiff."""
+    return "flow" if stream == "flow" else "rgb"
 
 
 def _convert(value: Any, kind: Any, where: str) -> Any:
@@ -132,7 +153,8 @@ def _apply(target: Any, values: dict[str, Any], where: str) -> None:
 
 
 def load_config(pipeline: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the pipeline file, then `overrides` (dotted keys: `flow.lr`)."""
+    """Defaults, then the pipeline file, then `overrides` (dotted keys: `flow.lr`; a top-level key
+    of `EVERY_STREAM`, such as `epochs`, sets that setting of every stream)."""
     config = TrainConfig()
     if pipeline is not None:
         path = Path(pipeline)
@@ -143,7 +165,7 @@ def load_config(pipeline: str | Path | None = None, overrides: dict[str, Any] | 
         except tomllib.TOMLDecodeError as exc:
             raise FlowkitError(f"{path} is not valid TOML: {exc}") from None
         _apply(config, data, str(path))
-    for key, value in (overrides or {}).items():
+    for key, value in _each_stream(overrides or {}):
         nested: dict[str, Any] = {}
         cursor = nested
         *parents, leaf = key.split(".")
@@ -153,3 +175,23 @@ def load_config(pipeline: str | Path | None = None, overrides: dict[str, Any] | 
         _apply(config, nested, f"option {key}")
     config.validate()
     return config
+
+
+def _each_stream(overrides: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The overrides in order, a key of `EVERY_STREAM` given once for each stream's table."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in overrides.items():
+        if key in EVERY_STREAM:
+            pairs += [(f"{stream}.{key}", value) for stream in STREAMS_WITH_SETTINGS]
+        else:
+            pairs.append((key, value))
+    return pairs
+
+
+def command_config(pipeline: str | Path | None, options: dict[str, Any],
+                   assignments: Sequence[str] = ()) -> TrainConfig:
+    """A command's settings: defaults, the pipeline file, its options (None: not given), then its
+    `--set KEY=VALUE` assignments."""
+    overrides = {key: value for key, value in options.items() if value is not None}
+    overrides.update(parse_assignments(assignments))
+    return load_config(pipeline, overrides)

@@ -1,16 +1,15 @@
-"""Video-level scores, the test protocol's metrics, and late fusion of saved scores.
+"""Scoring test videos with a model: the test protocol, a saved checkpoint, the files of its scores.
 
-A `Scores` holds, per test video, its id, its label and its class scores: the logits of its
-test views (snippets x crops, or clips x crops) averaged, as TSN does. They are saved as `.npz`
-(`ids`, `labels`, `scores`, `classes`) so that streams trained apart can be fused later.
+`predict` averages the logits of every test view of each video; `evaluate_checkpoint` runs it
+for a stream's saved model (what `flowkit evaluate` does); `write_scores` writes scores.npz,
+metrics.json and confusion.png of any `Scores`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,55 +17,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
-from flowkit.models.fusion import LinearScoreFusion, late_fusion
-
-
-@dataclass
-class Scores:
-    """Class scores (N, classes) of N labelled videos."""
-
-    ids: list[str]
-    labels: np.ndarray
-    scores: np.ndarray
-    classes: list[str]
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, ids=np.array(self.ids), labels=self.labels, scores=self.scores,
-                 classes=np.array(self.classes))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Scores:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls([str(i) for i in data["ids"]], data["labels"].astype(np.int64),
-                           data["scores"].astype(np.float32), [str(c) for c in data["classes"]])
-        except FileNotFoundError:
-            raise FlowkitError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise FlowkitError(f"{path} is not a flowkit scores file ({exc})") from None
-
-    def metrics(self) -> dict[str, float]:
-        return accuracy_metrics(self.scores, self.labels, len(self.classes))
-
-
-def accuracy_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
-    """Top-1, top-5 and mean class accuracy (the mean of per-class recalls), as fractions."""
-    if len(labels) == 0:
-        raise FlowkitError("no videos to score")
-    ranked = np.argsort(-scores, axis=1)
-    top1 = float((ranked[:, 0] == labels).mean())
-    top5 = float((ranked[:, :5] == labels[:, None]).any(axis=1).mean())
-    present = [c for c in range(num_classes) if (labels == c).any()]
-    per_class = [float((ranked[labels == c, 0] == c).mean()) for c in present]
-    return {"top1": top1, "top5": top5, "mean_class_accuracy": float(np.mean(per_class)), "videos": len(labels)}
-
-
-def confusion_matrix(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """counts[true, predicted]."""
-    counts = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(counts, (labels, scores.argmax(axis=1)), 1)
-    return counts
+from flowkit.training.config import load_config
+from flowkit.training.plots import confusion_image
+from flowkit.training.scores import Scores, confusion_matrix, write_metrics
+from flowkit.training.streams import (
+    STREAMS,
+    DataSource,
+    LabelledData,
+    stream_datasets,
+    stream_model,
+    video_ids,
+    view_logits,
+)
 
 
 @torch.no_grad()
@@ -94,67 +58,68 @@ def predict(
     return Scores(list(ids), np.array(labels, np.int64), np.stack(scores), list(classes))
 
 
-# ---- late fusion ---------------------------------------------------------------------------------
+def evaluate_checkpoint(checkpoint: str | Path, data: LabelledData, test_crops: int | None = None,
+                        test_snippets: int | None = None, progress: bool = True) -> Scores:
+    """The test protocol for a stream's saved model (`final.pt`, `best.pt`, or a run's stream
+    folder: its final model)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "final.pt"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise FlowkitError(f"{path}: no such checkpoint") from None
+    if not isinstance(saved, dict) or not {"model", "config", "stream"} <= saved.keys():
+        raise FlowkitError(f"{path} is not a flowkit stream checkpoint (final.pt or best.pt of a run)")
+    if saved["stream"] not in STREAMS:
+        raise FlowkitError(f"{path} holds a {saved['stream']} model; evaluate its streams' checkpoints")
+    config = load_config(None, _flatten(saved["config"]))
+    if test_crops is not None:
+        config.test_crops = test_crops
+    if test_snippets is not None:
+        config.test_snippets = test_snippets
+    config.validate()
+    if list(saved["classes"]) != data.classes:
+        raise FlowkitError("the labels' classes differ from those the model was trained on")
+    if not data.test:
+        raise FlowkitError("the test split is empty")
+    _, test_set = stream_datasets(config, saved["stream"], data)
+    model = stream_model(config, saved["stream"], len(data.classes))
+    model.load_state_dict(saved["model"])
+    device = resolve_device(config.device)
+    model.to(device)
+    return predict(model, test_set, view_logits, video_ids(test_set), data.classes, device,
+                   workers=config.workers, progress=progress)
 
 
-def _aligned(parts: Sequence[Scores]) -> None:
-    first = parts[0]
-    for other in parts[1:]:
-        if other.ids != first.ids or not np.array_equal(other.labels, first.labels):
-            raise FlowkitError("the scores files hold different videos or labels; fuse scores of one test split")
-        if other.classes != first.classes:
-            raise FlowkitError("the scores files have different classes")
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
-FUSION_AVERAGES = ("logits", "softmax")
+def write_scores(scores: Scores, out: Path, title: str) -> None:
+    """scores.npz, metrics.json and confusion.png of `scores` in the folder `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    scores.save(out / "scores.npz")
+    write_metrics(out / "metrics.json", scores.metrics())
+    counts = confusion_matrix(scores.scores, scores.labels, len(scores.classes))
+    confusion_image(counts, scores.classes, out / "confusion.png", f"{title}: top-1 {scores.metrics()['top1']:.1%}")
 
 
-def fuse(parts: Sequence[Scores], weights: Sequence[float] | None = None, average: str = "logits") -> Scores:
-    """Weighted average of the streams' scores (TSN: 1 : 1.5 for RGB : flow).
-
-    `logits` averages the class scores themselves, as TSN's evaluation does: a product of the
-    streams' unnormalised probabilities, so a stream that cannot tell two classes apart does not
-    outvote one that can. `softmax` averages probabilities, as the two-stream paper does.
-    """
-    if len(parts) < 2:
-        raise FlowkitError("fusion takes at least two scores files")
-    if average not in FUSION_AVERAGES:
-        raise FlowkitError(f"fusion averages {' or '.join(FUSION_AVERAGES)}, not {average!r}")
-    _aligned(parts)
-    weights = list(weights) if weights is not None else [1.0] * len(parts)
-    if len(weights) != len(parts) or min(weights) < 0 or sum(weights) <= 0:
-        raise FlowkitError(f"give one non-negative weight per scores file ({len(parts)}), not all zero")
-    first = parts[0]
-    if average == "logits":
-        fused = sum(w * p.scores for w, p in zip(weights, parts, strict=True)) / sum(weights)
-        return Scores(first.ids, first.labels, fused.astype(np.float32), first.classes)
-    probabilities = late_fusion([torch.from_numpy(p.scores) for p in parts], weights).numpy()
-    return Scores(first.ids, first.labels, np.log(np.clip(probabilities, 1e-12, None)), first.classes)
-
-
-def fuse_learned(parts: Sequence[Scores], folds: int = 5, seed: int = 0) -> Scores:
-    """Fusion weights learned from labelled scores (a linear model on the stacked, L2-normalised
-    softmax scores, as the two-stream paper's SVM): each video is scored by a model fitted on the
-    other folds, so no video's own label is used to score it."""
-    if len(parts) < 2:
-        raise FlowkitError("fusion takes at least two scores files")
-    _aligned(parts)
-    first = parts[0]
-    n = len(first.labels)
-    if n < folds:
-        raise FlowkitError(f"learned fusion needs at least {folds} videos, not {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    fused = np.zeros_like(first.scores)
-    logits = [torch.from_numpy(p.scores) for p in parts]
-    labels = torch.from_numpy(first.labels)
-    for fold in np.array_split(order, folds):
-        train = np.setdiff1d(order, fold)
-        model = LinearScoreFusion.fit([s[train] for s in logits], labels[train])
-        with torch.no_grad():
-            probabilities = model([s[fold] for s in logits]).numpy()
-        fused[fold] = np.log(np.clip(probabilities, 1e-12, None))
-    return Scores(first.ids, first.labels, fused, first.classes)
-
-
-def write_metrics(path: Path, metrics: dict[str, float]) -> None:
-    path.write_text(json.dumps(metrics, indent=1) + "\n")
+def evaluate_and_write(checkpoint: str | Path, source: DataSource, test_crops: int | None = None,
+                       test_snippets: int | None = None, out: str | Path | None = None,
+                       progress: bool = True) -> tuple[Scores, Path]:
+    """`flowkit evaluate`: the checkpoint's test scores, written (`write_scores`) to `out`, by
+    default an `evaluation` folder in the run's stream folder or beside the checkpoint file;
+    returns the scores and that folder."""
+    data = source.load()
+    scores = evaluate_checkpoint(checkpoint, data, test_crops, test_snippets, progress)
+    checkpoint = Path(checkpoint)
+    folder = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation"
+    write_scores(scores, folder, checkpoint.name)
+    return scores, folder

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from flowkit.data.sampling import all_clips, clip_indices, evenly_spaced, random_clip, tsn_segments
+from flowkit.errors import FlowkitError
 
 
 def test_tsn_test_takes_the_centre_of_each_segment():
@@ -47,5 +48,5 @@ def test_clip_indices_loop_or_clamp():
     assert clip_indices(3, 4, 10, stride=2).tolist() == [3, 5, 7, 9]
     assert clip_indices(0, 7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]  # I3D loops short videos
     assert clip_indices(1, 4, 3, loop=False).tolist() == [1, 2, 2, 2]  # TSN repeats the last
-    with pytest.raises(ValueError):
+    with pytest.raises(FlowkitError):
         clip_indices(0, 2, 0)

@@ -9,6 +9,7 @@ from flowkit.data.transforms import (
     eval_views,
     ten_crops,
 )
+from flowkit.errors import FlowkitError
 
 
 def test_flipping_flow_mirrors_and_negates_u_only():
@@ -57,5 +58,5 @@ def test_ten_crops_are_corners_centre_and_their_mirrors():
     assert len(eval_views(8, 10, 4, crops=1)) == 1
     assert not any(c.flip for c in eval_views(8, 10, 4, crops=10, flip=False))
     assert len(eval_views(8, 10, 4, crops=10, flip=False)) == 5
-    with pytest.raises(ValueError):
+    with pytest.raises(FlowkitError):
         eval_views(8, 10, 4, crops=3)

@@ -40,10 +40,11 @@ def _one_machine_reference(videos: Path, tmp_path: Path) -> Path:
     return reference
 
 
-def _kill_a_worker_mid_task(client, tasks: Path, kept: Path, stop: threading.Event) -> dict:
+def _kill_a_worker_mid_task(client, tasks: Path, kept: Path, run: threading.Thread) -> dict:
     """Wait until a task has finished a video but not the task, copy that video aside, SIGKILL
-    the worker running the task; returns {task: copied file} for the task killed."""
-    while not stop.is_set():
+    the worker running the task; returns {task: copied file} for the task killed, or {} when the
+    run ended first."""
+    while run.is_alive():
         for finished in sorted(tasks.glob("*/*.h5")):
             task = finished.parent.name
             try:
@@ -79,10 +80,8 @@ def test_killed_worker_loses_only_its_task_and_the_result_equals_one_machine(
         runner = threading.Thread(target=lambda: result.update(report=extract(
             videos, out, SETTINGS, scheduler=cluster.scheduler_address, task_size=4, progress=False)))
         runner.start()
-        stop = threading.Event()
-        killed = _kill_a_worker_mid_task(client, tasks, kept, stop)
+        killed = _kill_a_worker_mid_task(client, tasks, kept, runner)
         runner.join(timeout=300)
-        stop.set()
     assert killed, "no worker was killed in the middle of a task"
     report = result["report"]
     assert report.extracted == 8 and not report.failed

@@ -120,7 +120,7 @@ def test_fewer_than_one_part_is_a_one_line_error_that_keeps_the_lists(videos, tm
     lists, stamps = _lists(tmp_path / "parts"), _stamps(tmp_path / "parts")
     result, output = partition("videos", "parts", "--parts", parts)
     assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in output
-    assert output.splitlines() == [f"error: the number of parts must be at least 1, not {parts}"]
+    assert output.splitlines() == [f"error: --parts must be at least 1, got {parts}"]
     assert _lists(tmp_path / "parts") == lists and _stamps(tmp_path / "parts") == stamps
     with pytest.raises(FlowkitError, match="at least 1"):
         split_videos(find_videos(videos), int(parts))

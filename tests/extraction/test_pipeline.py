@@ -214,7 +214,7 @@ def test_two_workers_packing_after_every_video(tmp_path, make_video):
     # result not yet processed: bookkeeping must not depend on that file still being there.
     for i in range(10):
         make_video(f"v{i}.mkv", frames=3, width=32, height=24, seed=i)
-    report = run(tmp_path / "videos", tmp_path / "out.h5", jobs=2, shard_bytes=0)
+    report = run(tmp_path / "videos", tmp_path / "out.h5", jobs=2, shard_bytes=1)  # every video is over a byte: a shard each
     assert report.ok and report.extracted == 10
     assert verify_store(tmp_path / "out.h5").ok
     assert list((tmp_path / "out.h5.shards/staging").iterdir()) == []

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from flowkit.models.inflate import inflate_state_dict
 from flowkit.models.init import batch_norms
+from flowkit.models.weights import inflate_state_dict
 
 
 @pytest.fixture(autouse=True)

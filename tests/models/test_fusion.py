@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from flowkit.errors import FlowkitError
 from flowkit.models import (
     TSN_WEIGHTS,
     LinearScoreFusion,
@@ -36,7 +37,7 @@ def test_late_fusion_weighted_as_tsn() -> None:
     expected = (1.0 * p + 1.5 * p.flip(0)) / 2.5
     torch.testing.assert_close(fused, expected.unsqueeze(0))
     assert fused[0, 1] > fused[0, 0]  # flow weighs more
-    with pytest.raises(ValueError, match="1 weights for 2 streams"):
+    with pytest.raises(FlowkitError, match="1 weights for 2 streams"):
         late_fusion([rgb, flow], [1.0])
 
 
@@ -105,10 +106,10 @@ def test_bilinear_fusion_is_the_average_outer_product() -> None:
 
 
 def test_unequal_widths() -> None:
-    with pytest.raises(ValueError, match="sum fusion joins maps of equal width, not 6 and 8"):
+    with pytest.raises(FlowkitError, match="sum fusion joins maps of equal width, not 6 and 8"):
         SpatialFusion("sum", 6, 8)
     assert SpatialFusion("concat", 6, 8).out_channels == 14
-    with pytest.raises(ValueError, match="unknown fusion 'add'"):
+    with pytest.raises(FlowkitError, match="unknown fusion 'add'"):
         SpatialFusion("add", 6, 6)
 
 
@@ -206,11 +207,11 @@ def test_the_temporal_tower_keeps_its_own_head() -> None:
 
 
 def test_invalid_combinations() -> None:
-    with pytest.raises(ValueError, match="concat fusion changes the width, so it can only be at"):
+    with pytest.raises(FlowkitError, match="concat fusion changes the width, so it can only be at"):
         fusion_model(fusion="concat", layer="conv4")
-    with pytest.raises(ValueError, match="use temporal_fusion='average'"):
+    with pytest.raises(FlowkitError, match="use temporal_fusion='average'"):
         fusion_model(fusion="bilinear")
-    with pytest.raises(ValueError, match="unknown stage 'fc7'"):
+    with pytest.raises(FlowkitError, match="unknown stage 'fc7'"):
         fusion_model(layer="fc7")
 
 

@@ -25,7 +25,7 @@ def test_a_linear_classifier_becomes_a_1x1x1_convolution_and_the_rest_is_copied(
     copied = inflate_weight(statistics, (64,))
     assert torch.equal(copied, statistics) and copied is not statistics
     with pytest.raises(
-        ValueError, match=r"cannot inflate shape \(8, 3, 7, 7\) to \(8, 2, 7, 7, 7\)"
+        FlowkitError, match=r"cannot inflate shape \(8, 3, 7, 7\) to \(8, 2, 7, 7, 7\)"
     ):
         inflate_weight(torch.randn(8, 3, 7, 7), (8, 2, 7, 7, 7))
 

@@ -1,18 +1,35 @@
-"""The same tests for every model `create_model` knows: shape, gradient, train/eval, save/load."""
+"""The same tests for every model `create_model` knows: shape, gradient, train/eval, save/load,
+and the metadata each registers (parameter count, first convolution, classifier)."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import io
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import flowkit.models
 from flowkit.errors import FlowkitError
-from flowkit.models import I3D, STAGES, Backbone, TwoStreamFusion, create_model, list_models
+from flowkit.models import (
+    I3D,
+    STAGES,
+    Backbone,
+    ResNet,
+    TwoStreamFusion,
+    create_model,
+    info_of,
+    list_models,
+    model_info,
+    reset_classifier,
+    resnet18,
+)
+from flowkit.models.resnet import BasicBlock
 
 NUM_CLASSES = 5
 BATCH = 2
@@ -161,3 +178,93 @@ def test_stage_convN_ends_at_stride_2_to_the_N(name: str) -> None:
             side = -(-SIZE // 2**n)  # ceil: every family pads its strided layers
             assert x.shape[-2:] == (side, side), stage
         assert x.shape[1] == model.num_features
+
+
+# ---- the metadata each model registers -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_is_the_registered_one(name: str) -> None:
+    with torch.device("meta"):
+        model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == model_info(name).params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_metadata_names_the_first_convolution_and_the_classifier(name: str) -> None:
+    info = model_info(name)
+    with torch.device("meta"):
+        model = create_model(name)
+        inputs = model.example_input(1, info.size, info.frames)
+    assert info_of(model) is info
+    channel_axis = 1 if info.dims == 3 else -3  # (N, C, T, H, W); (N, [K,] C, H, W)
+    assert tuple(x.shape[channel_axis] for x in inputs) == info.channels
+    if info.first_conv is None:
+        assert info.classifier is None and len(info.channels) == 2  # one of each per tower
+        return
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
+    stem = model.get_submodule(info.first_conv)
+    assert stem is convolutions[0]
+    assert stem.in_channels == info.channels[0]
+    assert isinstance(stem, nn.Conv3d if info.dims == 3 else nn.Conv2d)
+    classifier = model.get_submodule(info.classifier)
+    assert classifier is [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv3d)][-1]
+    with torch.device("meta"):
+        assert model(*inputs).shape[1] == classifier.weight.shape[0]  # it gives the logits
+
+
+def test_a_wrapper_reads_its_backbones_metadata() -> None:
+    model = create_model("tsn", num_classes=5, backbone="resnet18")
+    info = info_of(model)
+    assert info.backbone == "backbone"
+    assert info_of(model.backbone) is model_info("resnet18")
+
+
+CLASSIFIED = [n for n in MODELS if model_info(n).classifier is not None]
+
+
+@pytest.mark.parametrize("name", CLASSIFIED)
+def test_reset_classifier(name: str) -> None:
+    model = build(name).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reset_classifier(model, 7)
+    classifier = model.get_submodule(model_info(name).classifier)
+    changed = {k for k, v in model.state_dict().items() if k not in before or not torch.equal(v, before[k])}
+    assert changed == {f"{model_info(name).classifier}.weight", f"{model_info(name).classifier}.bias"}
+    assert classifier.weight.shape[0] == 7
+    with torch.no_grad():
+        assert all(r.shape == (BATCH, 7) for r in outputs(model, small_input(model)))
+
+
+def test_reset_classifier_follows_a_wrappers_backbone() -> None:
+    model = create_model("tsn", num_classes=5, backbone="tiny")
+    reset_classifier(model, 9)
+    assert model.backbone.fc.out_features == 9
+
+
+def test_two_tower_models_have_no_single_classifier() -> None:
+    with torch.device("meta"):
+        model = create_model("i3d_two_stream")
+    with pytest.raises(FlowkitError, match="i3d_two_stream has one classifier per tower"):
+        reset_classifier(model, 3)
+
+
+def test_a_builder_called_directly_tags_its_model_and_a_bare_class_does_not() -> None:
+    with torch.device("meta"):
+        assert info_of(resnet18()) is model_info("resnet18")
+        bare = ResNet(BasicBlock, (1, 1, 1, 1))
+    with pytest.raises(FlowkitError, match="not built by a registered builder"):
+        info_of(bare)
+    with pytest.raises(FlowkitError, match="unknown model 'resnet5'"):
+        model_info("resnet5")
+
+
+def test_the_registry_imports_no_model_module() -> None:
+    package = Path(flowkit.models.__file__).parent
+    tree = ast.parse((package / "registry.py").read_text())
+    relative = [
+        "." * node.level + (node.module or "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == ["..errors"]  # no sibling in flowkit/models

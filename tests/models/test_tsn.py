@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flowkit.errors import FlowkitError
 from flowkit.models import TSN, SegmentConsensus, resnet18, tsn
 from flowkit.models.init import batch_norms
 
@@ -36,7 +37,7 @@ def test_weighted_consensus_starts_as_the_average_and_learns_weights() -> None:
     )
     torch.testing.assert_close(consensus(SCORES), expected)
     assert consensus.weight.requires_grad
-    with pytest.raises(ValueError, match="built for 3 segments, got 2"):
+    with pytest.raises(FlowkitError, match="built for 3 segments, got 2"):
         consensus(SCORES[:, :2])
 
 
@@ -89,10 +90,10 @@ def test_partial_bn_is_on_by_default() -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(
-        ValueError, match="unknown modality 'depth'; modalities are rgb, rgbdiff, flow"
+        FlowkitError, match="unknown modality 'depth'; modalities are rgb, rgbdiff, flow"
     ):
         tsn(modality="depth")
-    with pytest.raises(ValueError, match="unknown consensus 'median'"):
+    with pytest.raises(FlowkitError, match="unknown consensus 'median'"):
         tsn(backbone="resnet18", consensus="median")
-    with pytest.raises(ValueError, match="TSN takes a 2D backbone"):
+    with pytest.raises(FlowkitError, match="TSN takes a 2D backbone"):
         tsn(backbone="i3d")

@@ -9,12 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from flowkit.cli import cli
-from flowkit.data.annotations import from_folders
+from flowkit.data.annotations import LabelSource, from_folders
 from flowkit.rawframes import (
     FLOW_LIST,
     NO_LABEL,
     RGB_LIST,
-    LabelSource,
     export_rawframes,
     import_rawframes,
 )

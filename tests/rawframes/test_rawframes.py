@@ -266,8 +266,9 @@ def test_import_bad_input_never_touches_the_output(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FlowkitError, match="no rawframe folders"):
         import_rawframes(tmp_path / "empty", tmp_path / "out.h5")
-    with pytest.raises(FlowkitError, match="bound must be positive"):
-        import_rawframes(tmp_path / "empty", tmp_path / "out.h5", bound=0)
+    for bound in (0, float("nan"), float("inf")):
+        with pytest.raises(FlowkitError, match="--bound must be a positive finite number"):
+            import_rawframes(tmp_path / "empty", tmp_path / "out.h5", bound=bound)
     assert not (tmp_path / "out.h5").exists()
 
     _write_folder(tmp_path / "rf/v", frames=3, flows=2)

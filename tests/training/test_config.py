@@ -2,7 +2,7 @@ import pytest
 
 from flowkit.errors import FlowkitError
 from flowkit.params import parse_assignments
-from flowkit.training.config import TrainConfig, load_config
+from flowkit.training.config import TrainConfig, command_config, load_config
 
 
 def test_defaults_are_tsns_and_files_and_options_override_them(tmp_path):
@@ -51,3 +51,21 @@ def test_every_shipped_pipeline_loads():
     assert pipelines
     for path in pipelines:
         assert isinstance(load_config(path), TrainConfig), path
+
+
+def test_epochs_given_once_are_every_streams_and_a_streams_own_setting_wins():
+    config = load_config(None, {"epochs": "3"})
+    assert (config.rgb.epochs, config.flow.epochs) == (3, 3)
+    config = load_config(None, {"epochs": "3", "flow.epochs": "5"})
+    assert (config.rgb.epochs, config.flow.epochs) == (3, 5)
+    with pytest.raises(FlowkitError, match=r"option rgb\.epochs.*'many' is not a int"):
+        load_config(None, {"epochs": "many"})
+    pipeline = load_config("pipelines/demo.toml", {"epochs": 2})  # its [rgb] and [flow] say 12
+    assert (pipeline.rgb.epochs, pipeline.flow.epochs) == (2, 2)
+
+
+def test_a_commands_options_not_given_leave_the_settings_and_assignments_come_last():
+    config = command_config(None, {"arch": None, "segments": 5, "epochs": 4}, ["segments=7", "rgb.epochs=9"])
+    assert config.arch == TrainConfig.arch and config.segments == 7
+    assert (config.rgb.epochs, config.flow.epochs) == (9, 4)
+    assert config.stream("rgbdiff") is config.rgb and config.stream("flow") is config.flow

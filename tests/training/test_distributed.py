@@ -20,7 +20,8 @@ from torch import nn
 
 from flowkit.training.config import load_config
 from flowkit.training.distributed import Ranks, RankSampler, epoch_order
-from flowkit.training.train import Trainer, load_data, stream_datasets
+from flowkit.training.streams import load_data, stream_datasets
+from flowkit.training.trainer import Trainer
 
 DEMO = ["--pipeline", "pipelines/demo.toml", "--set", "crop_size=40", "--set", "workers=0"]
 

@@ -11,9 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from flowkit.cli import EXIT_BAD_INPUT, cli
+from flowkit.errors import FlowkitError
 from flowkit.training.config import load_config
-from flowkit.training.evaluation import Scores
-from flowkit.training.train import load_data, train_stream, train_two_stream
+from flowkit.training.runs import run_two_stream, train_stream, train_two_stream
+from flowkit.training.scores import Scores
+from flowkit.training.streams import DataSource, load_data
 
 DEMO = ["--pipeline", "pipelines/demo.toml", "--set", "crop_size=40", "--set", "workers=0"]
 
@@ -147,4 +149,11 @@ def test_bad_settings_fail_before_any_work(action_data, tmp_path, args, message)
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert "Traceback" not in result.output and message.format(tmp=tmp_path) in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_streams_without_a_test_split_stop_before_the_run_folder(action_data, tmp_path):
+    data, _ = action_data  # no labels: every video labelled by its class folder, no test split
+    with pytest.raises(FlowkitError, match="train-two-stream needs a test split"):
+        run_two_stream(DataSource(data), "pipelines/demo.toml", {"epochs": 1}, [], tmp_path / "run")
     assert not (tmp_path / "run").exists()

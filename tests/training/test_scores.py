@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 
 from flowkit.errors import FlowkitError
-from flowkit.training.evaluation import (
+from flowkit.training.scores import (
     Scores,
     accuracy_metrics,
     confusion_matrix,
     fuse,
+    fuse_files,
     fuse_learned,
 )
 
@@ -67,3 +68,18 @@ def test_learned_fusion_scores_each_video_with_a_model_fitted_on_the_others():
     a, b = _scores(one, labels), _scores(two, labels)
     assert a.metrics()["top1"] <= 0.75 and b.metrics()["top1"] <= 0.75  # each knows half the label
     assert fuse_learned([a, b]).metrics()["top1"] > 0.95
+
+
+def test_fusing_files_names_each_by_its_file_or_its_runs_stream_folder(tmp_path):
+    rgb = _scores([[2, 0], [0, 1], [1, 0]], [0, 1, 1])
+    flow = _scores([[0, 1], [0, 3], [3, 0]], [0, 1, 1])
+    (tmp_path / "flow").mkdir()
+    rgb.save(tmp_path / "rgb_scores.npz")
+    flow.save(tmp_path / "flow/scores.npz")
+    paths = [tmp_path / "rgb_scores.npz", tmp_path / "flow/scores.npz"]
+    rows, fused = fuse_files(paths, [1, 1])
+    assert list(rows) == ["rgb_scores", "flow", "fused"]
+    assert rows["fused"] == fuse([rgb, flow], [1, 1]).metrics() == fused.metrics()
+    assert rows["rgb_scores"] == rgb.metrics() and rows["flow"] == flow.metrics()
+    with pytest.raises(FlowkitError, match="use --weights or --learn, not both"):
+        fuse_files(paths, [1, 1], learn=True)

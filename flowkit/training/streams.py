@@ -1,0 +1,150 @@
+"""What a stream is: training settings turned into the datasets and the model of one stream.
+
+`load_data` opens a dataset with its labels once, before any training; `stream_modality`,
+`stream_datasets` and `stream_model` then make, for a stream (`rgb`, `flow` or `rgbdiff`), the
+input it reads, its training and test datasets and its network; `view_logits` is how the test
+protocol scores a video's views with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from flowkit.data.annotations import Annotation, LabelSource
+from flowkit.data.datasets import (
+    RGB,
+    Flow,
+    Modality,
+    ShardDataset,
+    TwoStreamDataset,
+    dataset_labels,
+)
+from flowkit.data.transforms import MultiScaleCrop, RandomCrop
+from flowkit.errors import FlowkitError
+from flowkit.models.registry import create_model, model_info
+from flowkit.models.tsn import TSN
+from flowkit.training.config import TrainConfig
+
+STREAMS = ("rgb", "flow", "rgbdiff")
+
+
+@dataclass
+class LabelledData:
+    """A dataset with its classes and its labelled training and test videos."""
+
+    path: Path
+    classes: list[str]
+    train: list[Annotation]
+    test: list[Annotation]
+
+
+def load_data(data: str | Path, labels: str | Path | None, fmt: str = "auto", split: int = 1,
+              test: str | Path | None = None) -> LabelledData:
+    """Open the dataset and match its ids to the label lists; errors before any training."""
+    train, test_list = dataset_labels(data, labels, fmt, split, test)
+    if not train.rows:
+        raise FlowkitError("the training split is empty: no labelled video is in the dataset")
+    return LabelledData(Path(data), train.classes, train.rows, test_list.rows)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a command's labelled videos come from: a dataset (`--data`) and its labels."""
+
+    data: Path
+    labels: LabelSource = field(default_factory=LabelSource)
+
+    def load(self) -> LabelledData:
+        return load_data(self.data, self.labels.path, self.labels.format, self.labels.split,
+                         self.labels.test_list)
+
+
+# ---- what a stream is ---------------------------------------------------------------------------------
+
+
+def stream_modality(config: TrainConfig, stream: str) -> Modality:
+    """The input one stream reads: frames or flow, as 2D snippets or 3D clips; RGB values as the
+    network's metadata says its weights expect them."""
+    values = model_info("i3d" if config.arch == "i3d" else config.backbone).values
+    if config.arch == "i3d":
+        if stream == "rgb":
+            return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
+        if stream == "flow":
+            return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
+        raise FlowkitError("i3d has rgb and flow streams, not rgbdiff")
+    length = 10 if config.arch == "twostream" and config.flow_length == TrainConfig.flow_length else config.flow_length
+    if stream == "rgb":
+        return RGB(values=values)
+    if stream == "rgbdiff":
+        return RGB(length=length + 1, values=values)
+    return Flow(length=length, stacking=config.stacking, mean_subtraction=config.mean_subtraction)
+
+
+def _segments(config: TrainConfig) -> int:
+    return 1 if config.arch == "twostream" else config.segments
+
+
+def stream_datasets(config: TrainConfig, stream: str, data: LabelledData) -> tuple[ShardDataset, ShardDataset | None]:
+    """Training and test datasets of one stream (test None when there is no test split)."""
+    modality = stream_modality(config, stream)
+    common = {"clips": config.arch == "i3d", "size": config.crop_size, "seed": config.seed}
+    train = ShardDataset(data.path, data.train, modality, segments=_segments(config),
+                         transform=train_crop(config), **common)
+    test = None
+    if data.test:
+        test = ShardDataset(data.path, data.test, modality, train=False, test_snippets=config.test_snippets,
+                            test_crops=config.test_crops, test_flip=config.flip, **common)
+    return train, test
+
+
+def train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
+    """The training crop: TSN's multi-scale crop for 2D networks, a random crop for I3D."""
+    flip = 0.5 if config.flip else 0.0
+    if config.arch == "i3d":
+        return RandomCrop(config.crop_size, flip=flip)
+    return MultiScaleCrop(config.crop_size, flip=flip)
+
+
+def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Module:
+    """The network of one stream, untrained (TSN or the two-stream paper's 2D network, or I3D)."""
+    settings = config.stream(stream)
+    if config.arch == "i3d":
+        return create_model("i3d", num_classes, in_chans=3 if stream == "rgb" else 2, dropout=settings.dropout)
+    modality = stream_modality(config, stream)
+    length = modality.clip_len - 1 if stream == "rgbdiff" else modality.clip_len
+    return create_model("tsn", num_classes, backbone=config.backbone, modality=stream,
+                        num_segments=_segments(config), snippet_length=None if stream == "rgb" else length,
+                        consensus=config.consensus, dropout=settings.dropout, partial_bn=config.partial_bn)
+
+
+
+
+def view_logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Logits of every test view of one video, for one stream's network."""
+    if isinstance(model, TSN):
+        return model.backbone(views[0])  # each view alone: TSN averages snippet scores at test time
+    return model(*views)
+
+
+def fusion_view_logits(time_steps: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
+    """Test views of a mid-level fusion, grouped `time_steps` snippets at a time; the fused and the
+    temporal tower's softmax averaged, as the paper does at test time."""
+
+    def logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        rgb, flow = views
+        fused, temporal = model(rgb.view(-1, time_steps, *rgb.shape[1:]),
+                                flow.view(-1, time_steps, *flow.shape[1:]))
+        return ((fused.softmax(-1) + temporal.softmax(-1)) / 2).log()
+
+    return logits
+
+
+def video_ids(dataset: ShardDataset | TwoStreamDataset) -> list[str]:
+    """The ids of a dataset's videos, in its order (the order of its test scores)."""
+    rows = dataset.flow.rows if isinstance(dataset, TwoStreamDataset) else dataset.rows
+    return [r.video for r in rows]
