@@ -184,11 +184,14 @@ def test_verify_marks_damaged_jpegs_and_the_same_extract_repairs_them(work, clea
     assert "damaged: a: rgb checksum mismatch" in output and "damaged: b: flow checksum mismatch" in output
     assert "marked 2 damaged video(s)" in output
     assert sorted(read_marks(DatasetLayout(index))) == ["a", "b"]
+    result, output = invoke("info", index)
+    assert "damaged    2, marked by verify" in output and "  a: a: rgb checksum mismatch" in output
 
     result, output = invoke("extract", work / "videos", index, *EXTRACT)
     assert result.exit_code == 0, output
     assert "extracted 2 videos" in output and "1 already done" in output
     assert read_marks(DatasetLayout(index)) == {}  # the redo cleared them
+    assert "\ndamaged    " not in invoke("info", index)[1]
     assert_same_videos(clean / "ref/out.h5", index)
     result, output = invoke("verify", index, "-q")
     assert result.exit_code == 0 and ": OK" in output and "marked" not in output
