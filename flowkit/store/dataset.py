@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         self.layout.check_writable_location()
-        check_index_path(self.layout.index)
+        damaged_index = check_index_path(self.layout)
         self._lock = self.layout.lock()
         self._lock.__enter__()
+        if damaged_index:
+            self._set_index_aside()
         self.layout.create_dirs()
         self.layout.remove_temporaries()
         self.layout.adopt_abandoned_tasks()
@@ -170,6 +173,14 @@ class DatasetWriter:
                    f"{count} will be redone ({kept})")
         if problem not in self.problems:
             self.problems.append(problem)
+
+    def _set_index_aside(self) -> None:
+        """Move an unreadable index into `unreadable/`; this run publishes a new one."""
+        self.layout.unreadable_dir.mkdir(exist_ok=True)
+        target = self.layout.unreadable_dir / f"{self.layout.index.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(self.layout.index, target)
+        self.problems.append(f"index {self.layout.index.name} was unreadable: rebuilt from the shards "
+                             f"(the old one moved to {self.layout.relative(target)})")
 
     def _indexed_count(self, shard: Path) -> str:
         """\"its N videos\" by the published index, the only record left of what it held."""

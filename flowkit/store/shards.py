@@ -103,7 +103,7 @@ class UnreadableShard(StoreError):
 
 def error_reason(exc: BaseException) -> str:
     """The first line of an h5py error, or its type when it has no message."""
-    text = str(exc).strip()
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -132,19 +132,43 @@ def test_an_unreadable_staged_video_is_set_aside_and_redone(work, clean, assert_
     assert_same_videos(clean / "ref/out.h5", index)
 
 
+def _attribute_datatype(data: bytes, header: int, name: bytes) -> int:
+    """The offset of the datatype (first byte: version and class) of the attribute `name` in the
+    object header at `header` (spec: "Attribute Message", type 0x000C, version 1)."""
+    for kind, at, _ in _header_messages(data, header):
+        if kind == 0x000C:
+            name_size = struct.unpack_from("<H", data, at + 2)[0]
+            if data[at + 8 : at + 8 + name_size].rstrip(b"\0") == name:
+                return at + 8 + (name_size + 7) // 8 * 8
+    raise AssertionError(f"no attribute {name!r}")
+
+
+def test_an_unreadable_index_is_one_line_for_readers_and_rebuilt_by_the_next_extract(
+        work, clean, assert_same_videos):
+    index = work / "out/out.h5"
+    data = index.read_bytes()
+    target = _attribute_datatype(data, _address(index, "/"), b"format")
+    _overwrite(index, target, bytes([data[target] | 0xF0]))
+    for command in ("info", "verify"):
+        result, output = invoke(command, index)
+        assert result.exit_code != 0 and "is damaged (the index of a dataset)" in output, output
+    result, output = invoke("extract", work / "videos", index, *EXTRACT)
+    assert "3 already done" in output and "problem: index out.h5 was unreadable: rebuilt" in output
+    assert_same_videos(clean / "ref/out.h5", index)
+    assert verify_store(index).ok
+    foreign = work / "foreign.h5"
+    foreign.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # no dataset beside it: still refused
+    result, output = invoke("extract", work / "videos", foreign, *EXTRACT)
+    assert "not a flowkit file; refusing to overwrite it" in output and foreign.stat().st_size == 108
+
+
 def test_verify_reads_every_attribute_and_finds_damage_the_checksums_cannot(work, clean, assert_same_videos):
     """Damage in an attribute of `b/flow` that no checksum covers (the one-line `quality`): the
     JPEG bytes stay intact, and verify before this check said OK."""
     index = work / "out/out.h5"
     shard = _shard(index)
     data = shard.read_bytes()
-    target = None
-    for kind, at, _ in _header_messages(data, _address(shard, "videos/b/flow")):
-        if kind == 0x000C:  # an attribute message, version 1: name size at +2, name at +8
-            name_size = struct.unpack_from("<H", data, at + 2)[0]
-            if data[at + 8 : at + 8 + name_size].rstrip(b"\0") == b"quality":
-                target = at + 8 + (name_size + 7) // 8 * 8  # its datatype, first byte: version|class
-    assert target is not None
+    target = _attribute_datatype(data, _address(shard, "videos/b/flow"), b"quality")
     _overwrite(shard, target, bytes([data[target] | 0xF0]))  # datatype version 15 does not exist
     with FlowStore(index) as damaged, FlowStore(clean / "ref/out.h5") as ref:
         video = damaged.video("b")
