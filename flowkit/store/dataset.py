@@ -263,8 +263,11 @@ class DatasetWriter:
                 clear_mark(self.layout, video_id)
 
     def _collect_garbage(self, published: dict[str, VideoVersion]) -> None:
+        # List the staged files before working out which are live: a worker may publish one in
+        # between, and a file listed after the live set was read would look dead and be deleted.
+        staged_paths = self.layout.staged_paths()
         live_staged = {v.file for v in self.live_versions().values() if v.staged}
-        for path in self.layout.staged_paths():
+        for path in staged_paths:
             if path not in live_staged and self._versions_in(path, staged=True):
                 path.unlink(missing_ok=True)
         linked = {v.file for v in published.values()}

@@ -83,7 +83,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: LabelledData, test_crops: 
         raise FlowkitError("the labels' classes differ from those the model was trained on")
     if not data.test:
         raise FlowkitError("the test split is empty")
-    _, test_set = stream_datasets(config, saved["stream"], data)
+    # The values the model was trained on; checkpoints from before they were saved all used
+    # ImageNet's (2D) or [-1, 1] (I3D), whatever their backbone's metadata says now.
+    legacy = "unit" if config.arch == "i3d" else "imagenet"
+    _, test_set = stream_datasets(config, saved["stream"], data, saved.get("rgb_values", legacy))
     model = stream_model(config, saved["stream"], len(data.classes))
     model.load_state_dict(saved["model"])
     device = resolve_device(config.device)

@@ -67,10 +67,10 @@ class DataSource:
 # ---- what a stream is ---------------------------------------------------------------------------------
 
 
-def stream_modality(config: TrainConfig, stream: str) -> Modality:
+def stream_modality(config: TrainConfig, stream: str, rgb_values: str | None = None) -> Modality:
     """The input one stream reads: frames or flow, as 2D snippets or 3D clips; RGB values as the
-    network's metadata says its weights expect them."""
-    values = model_info("i3d" if config.arch == "i3d" else config.backbone).values
+    network's metadata says its weights expect them, unless `rgb_values` (a checkpoint's) says."""
+    values = rgb_values or model_info("i3d" if config.arch == "i3d" else config.backbone).values
     if config.arch == "i3d":
         if stream == "rgb":
             return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
@@ -89,9 +89,10 @@ def _segments(config: TrainConfig) -> int:
     return 1 if config.arch == "twostream" else config.segments
 
 
-def stream_datasets(config: TrainConfig, stream: str, data: LabelledData) -> tuple[ShardDataset, ShardDataset | None]:
+def stream_datasets(config: TrainConfig, stream: str, data: LabelledData,
+                    rgb_values: str | None = None) -> tuple[ShardDataset, ShardDataset | None]:
     """Training and test datasets of one stream (test None when there is no test split)."""
-    modality = stream_modality(config, stream)
+    modality = stream_modality(config, stream, rgb_values)
     common = {"clips": config.arch == "i3d", "size": config.crop_size, "seed": config.seed}
     train = ShardDataset(data.path, data.train, modality, segments=_segments(config),
                          transform=train_crop(config), **common)

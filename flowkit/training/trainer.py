@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from flowkit.data.datasets import RGB
 from flowkit.devices import resolve_device
 from flowkit.training.config import StreamConfig, TrainConfig
 from flowkit.training.distributed import (
@@ -73,6 +74,9 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, settings.lr_steps, config.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epoch, self.best = 0, -1.0
+        # What the RGB inputs meant (evaluate rebuilds them so); None for flow and fusion.
+        modality = getattr(train_set, "modality", None)
+        self._rgb_values = modality.values if isinstance(modality, RGB) else None
 
     # checkpoints ------------------------------------------------------------------------------------
 
@@ -137,7 +141,8 @@ class Trainer:
                     self.best = metrics["top1"]
                     self._save("best.pt", {"model": self.model.state_dict(), "epoch": self.epoch,
                                            "metrics": metrics, "classes": self.data.classes,
-                                           "config": self.config.to_dict(), "stream": self.name})
+                                           "config": self.config.to_dict(), "stream": self.name,
+                                           "rgb_values": self._rgb_values})
                 if last:  # the reported scores are the final model's, not a pick on the test split
                     self.final_scores = scores
                     if main:
@@ -149,7 +154,7 @@ class Trainer:
             self._save("last.pt", checkpoint)
         self._save("final.pt", {"model": self.model.state_dict(), "epoch": self.epoch,
                                 "classes": self.data.classes, "config": self.config.to_dict(),
-                                "stream": self.name})
+                                "stream": self.name, "rgb_values": self._rgb_values})
         if main:
             self._draw_curves()
         barrier()  # the files are written before any rank goes on

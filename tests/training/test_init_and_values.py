@@ -46,3 +46,15 @@ def test_an_init_checkpoint_that_does_not_fit_stops_before_training(action_data,
     with pytest.raises(FlowkitError, match=r"resnet18\.pth is in no checkpoint layout tiny reads"):
         train_stream(config, load_data(data, splits), "rgb", tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_checkpoints_record_the_rgb_values_their_model_was_trained_on(action_data, tmp_path) -> None:
+    """`evaluate` rebuilds a stream's inputs from its checkpoint: the values travel with it (a
+    checkpoint without them is from before, when every 2D stream was fed ImageNet's)."""
+    data, splits = action_data
+    config = load_config("pipelines/demo.toml", {"crop_size": "40", "workers": "0", "rgb.epochs": "1"})
+    train_stream(config, load_data(data, splits), "rgb", tmp_path / "run", progress=False)
+    for name in ("final.pt", "best.pt"):
+        saved = torch.load(tmp_path / "run/rgb" / name, weights_only=False)
+        assert saved["rgb_values"] == stream_modality(config, "rgb").values == "imagenet"
+    assert stream_modality(config, "rgb", "caffe").values == "caffe"  # a checkpoint's word wins
