@@ -35,7 +35,14 @@ def info(dataset: Path, as_json: bool) -> None:
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def verify(dataset: Path, quiet: bool) -> None:
-    """Read every video of DATASET back and check shapes and checksums; exit 1 on any damage."""
+    """Read every video of DATASET back and check it; exit 1 on any damage.
+
+    Checks the checksum of every stored byte of flow and RGB, reads every dataset end to end,
+    parses every attribute and reads each shard's tree (docs/FORMAT.md: what this cannot see).
+    Each damaged video is marked in DATASET: run the `flowkit extract` (or `import-rawframes`)
+    that made it again, the same command, and it redoes exactly those videos from their sources
+    and clears the marks; `flowkit verify` then says OK.
+    """
     from tqdm import tqdm
 
     from flowkit.store.verify import verify_store
@@ -47,6 +54,11 @@ def verify(dataset: Path, quiet: bool) -> None:
         click.echo(f"damaged: {problem}", err=True)
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(f"{dataset}: {report.videos} videos, {report.frames} frames, {report.pairs} pairs: {status}")
+    if report.marked:
+        click.echo(f"marked {report.marked} damaged video(s): the same `flowkit extract` (or "
+                   "`import-rawframes`) command as before redoes them from their sources", err=True)
+    if report.mark_error:
+        click.echo(f"problem: {report.mark_error}", err=True)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 

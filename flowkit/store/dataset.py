@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from flowkit.errors import FlowkitError, StoreError
+from flowkit.store.damage import clear_mark, marks_copy, read_marks
 from flowkit.store.failures import FailureRecord, clear_failure, read_failures, record_failure
 from flowkit.store.format import canonical_settings
-from flowkit.store.index import check_index_path, write_index
+from flowkit.store.index import check_index_path, read_index, write_index
 from flowkit.store.layout import DatasetLayout, write_json_atomic
-from flowkit.store.shards import ShardWriter, VideoVersion, list_versions
+from flowkit.store.shards import (
+    READ_ERRORS,
+    ShardWriter,
+    UnreadableShard,
+    VideoVersion,
+    list_versions,
+)
 
 DEFAULT_SHARD_BYTES = 1 << 30
 
@@ -60,9 +68,11 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         self.layout.check_writable_location()
-        check_index_path(self.layout.index)
+        damaged_index = check_index_path(self.layout)
         self._lock = self.layout.lock()
         self._lock.__enter__()
+        if damaged_index:
+            self._set_index_aside()
         self.layout.create_dirs()
         self.layout.remove_temporaries()
         self.layout.adopt_abandoned_tasks()
@@ -135,17 +145,60 @@ class DatasetWriter:
             return self._shard_versions[path]
         try:
             versions = list_versions(path, staged=staged)
-        except StoreError as exc:
-            self.problems.append(str(exc))
+        except UnreadableShard as exc:
+            self._set_aside(path, staged, exc)
             return []
         if not staged:
             self._shard_versions[path] = versions
         return versions
 
+    def _set_aside(self, path: Path, staged: bool, error: UnreadableShard) -> None:
+        """Treat an unreadable shard (or staged file) like a missing one: its videos are redone,
+        one problem line says so. A damaged file is moved into `unreadable/` for the user to
+        inspect, so that the next run is clean; one the system refused to open (a lock held by
+        another program, permissions) is left in place: once readable, its copies are simply
+        older ones."""
+        what = "staged video" if staged else "shard"
+        count = "its video" if staged else self._indexed_count(path)
+        target = self.layout.unreadable_dir / path.name
+        kept = "left in place"
+        if error.damaged:
+            try:
+                self.layout.unreadable_dir.mkdir(exist_ok=True)
+                os.replace(path, target)
+                kept = f"moved to {self.layout.relative(target)}"
+            except OSError as exc:
+                kept = f"left in place: {exc}"
+        problem = (f"{what} {self.layout.relative(path)} is unreadable ({error.reason}); "
+                   f"{count} will be redone ({kept})")
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def _set_index_aside(self) -> None:
+        """Move an unreadable index into `unreadable/`; this run publishes a new one."""
+        self.layout.unreadable_dir.mkdir(exist_ok=True)
+        target = self.layout.unreadable_dir / f"{self.layout.index.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(self.layout.index, target)
+        self.problems.append(f"index {self.layout.index.name} was unreadable: rebuilt from the shards "
+                             f"(the old one moved to {self.layout.relative(target)})")
+
+    def _indexed_count(self, shard: Path) -> str:
+        """\"its N videos\" by the published index, the only record left of what it held."""
+        try:
+            entries = read_index(self.layout.index).entries.values()
+        except (StoreError, *READ_ERRORS):
+            return "its videos"
+        name = self.layout.relative(shard)
+        count = sum(entry.shard == name for entry in entries)
+        return f"its {count} video{'s' if count != 1 else ''}"
+
     def live_versions(self, include_staged: bool = True) -> dict[str, VideoVersion]:
-        """The newest complete copy of each video, over all shards (and staged files)."""
+        """The newest complete copy of each video, over all shards (and staged files).
+
+        A copy that `flowkit verify` marked damaged is live (it is not deleted while nothing
+        replaces it) but carries `damaged`, so it is not current: the next run redoes it.
+        """
         live: dict[str, VideoVersion] = {}
-        self.problems = []
         sources = [(p, False) for p in self.layout.shard_paths()]
         if include_staged:
             sources += [(p, True) for p in self.layout.staged_paths()]
@@ -154,6 +207,11 @@ class DatasetWriter:
                 current = live.get(version.id)
                 if current is None or version.newer_than(current):
                     live[version.id] = version
+        for video_id, mark in read_marks(self.layout).items():
+            version = live.get(video_id)
+            if version is not None and marks_copy(mark, self.layout.relative(version.file),
+                                                  version.extracted_at_ns):
+                live[video_id] = replace(version, damaged=True)
         return live
 
     # publishing ------------------------------------------------------------------------------
@@ -194,7 +252,15 @@ class DatasetWriter:
         settings = self.stored_settings() or {}
         write_index(self.layout, list(published.values()), read_failures(self.layout), settings)
         self._collect_garbage(published)
+        self._clear_stale_marks(published)
         return published
+
+    def _clear_stale_marks(self, published: dict[str, VideoVersion]) -> None:
+        """Forget the damage marks of copies no longer published: redone, or gone."""
+        for video_id in read_marks(self.layout):
+            version = published.get(video_id)
+            if version is None or not version.damaged:
+                clear_mark(self.layout, video_id)
 
     def _collect_garbage(self, published: dict[str, VideoVersion]) -> None:
         # List the staged files before working out which are live: a worker may publish one in

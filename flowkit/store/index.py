@@ -28,7 +28,7 @@ from flowkit.store.format import (
     video_group,
 )
 from flowkit.store.layout import TMP_SUFFIX, DatasetLayout, publish
-from flowkit.store.shards import VideoVersion
+from flowkit.store.shards import READ_ERRORS, VideoVersion, error_reason
 
 _STR = h5py.string_dtype()
 INDEX_DTYPE = np.dtype([
@@ -66,14 +66,21 @@ def is_flowkit_index(path: Path) -> bool:
             return False
         with h5py.File(path, "r") as handle:
             return handle.attrs.get("format") == FORMAT_NAME
-    except OSError:
+    except READ_ERRORS:
         return False
 
 
-def check_index_path(path: Path) -> None:
-    """An existing output must be a flowkit index; anything else is refused, never overwritten."""
-    if path.exists() and not is_flowkit_index(path):
-        raise StoreError(f"{path} exists and is not a flowkit file; refusing to overwrite it")
+def check_index_path(layout: DatasetLayout) -> bool:
+    """An existing output must be a flowkit index; anything else is refused, never overwritten.
+
+    Returns True for an index that cannot be read beside the shard folder of a dataset (its
+    `settings.json`): the index is derived data, which a writer rebuilds from the shards.
+    """
+    if not layout.index.exists() or is_flowkit_index(layout.index):
+        return False
+    if layout.settings_file.is_file():
+        return True
+    raise StoreError(f"{layout.index} exists and is not a flowkit file; refusing to overwrite it")
 
 
 def write_index(
@@ -114,7 +121,18 @@ def read_index(path: str | Path) -> IndexContents:
     if not path.exists():
         raise StoreError(f"{path} does not exist")
     if not is_flowkit_index(path):
+        if DatasetLayout(path).settings_file.is_file():
+            raise StoreError(f"{path} is damaged (the index of a dataset); the next `flowkit extract` "
+                             "into it rebuilds it from the shards")
         raise StoreError(f"{path} is not a flowkit file")
+    try:
+        return _read_index(path)
+    except READ_ERRORS as exc:
+        raise StoreError(f"cannot read {path} ({error_reason(exc)}); the next `flowkit extract` into "
+                         "it rebuilds it from the shards") from None
+
+
+def _read_index(path: Path) -> IndexContents:
     with h5py.File(path, "r") as handle:
         version = int(handle.attrs.get("format_version", 0))
         if version > FORMAT_VERSION:

@@ -6,6 +6,8 @@ A dataset named `out.h5` is:
     out.h5.shards/part-*.h5     shards: many complete videos each, never modified once written
     out.h5.shards/staging/*.h5  one-video files of a run in progress, packed into shards as it goes
     out.h5.shards/failures/     one JSON record per video that failed
+    out.h5.shards/damaged/      one JSON mark per video `flowkit verify` found damaged
+    out.h5.shards/unreadable/   shards that could not be read, moved aside (their videos redone)
     out.h5.shards/settings.json the extraction settings of the dataset
     out.h5.shards/.lock         held while one process writes the dataset
 """
@@ -81,6 +83,8 @@ class DatasetLayout:
         self.staging_dir = self.shard_dir / "staging"
         self.tasks_dir = self.shard_dir / TASKS_FOLDER
         self.failure_dir = self.shard_dir / "failures"
+        self.damage_dir = self.shard_dir / "damaged"
+        self.unreadable_dir = self.shard_dir / "unreadable"
         self.settings_file = self.shard_dir / "settings.json"
         self.lock_file = self.shard_dir / ".lock"
 
@@ -120,7 +124,8 @@ class DatasetLayout:
     def remove_temporaries(self) -> int:
         """Delete half-written files a killed process left; only the lock holder may call this."""
         removed = 0
-        for folder in (self.shard_dir, self.staging_dir, self.failure_dir, self.index.parent):
+        for folder in (self.shard_dir, self.staging_dir, self.failure_dir, self.damage_dir,
+                       self.index.parent):
             if not folder.is_dir():
                 continue
             pattern = f"{self.index.name}.*{TMP_SUFFIX}" if folder == self.index.parent else f"*{TMP_SUFFIX}"

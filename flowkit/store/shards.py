@@ -42,11 +42,14 @@ class VideoVersion:
     extracted_at_ns: int
     staged: bool = False
     attrs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    damaged: bool = False  # `flowkit verify` marked this copy damaged (flowkit.store.damage)
 
     def is_current(self, settings: str, source_size: int, source_mtime_ns: int) -> bool:
-        """Whether this copy was made with `settings` from the source file as it is now."""
+        """Whether this copy was made with `settings` from the source file as it is now, and is
+        not marked damaged: a video that is not current is redone from its source."""
         return (
-            self.settings == settings
+            not self.damaged
+            and self.settings == settings
             and self.source_size == source_size
             and self.source_mtime_ns == source_mtime_ns
         )
@@ -83,34 +86,56 @@ def read_video_attrs(group: h5py.Group) -> dict[str, Any]:
     return out
 
 
+# What h5py raises on a damaged file, depending on which structure the damage hit.
+READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+
+
+class UnreadableShard(StoreError):
+    """A shard or staged file that cannot be read as one; `reason` is the cause in a few words,
+    `damaged` False when the system refused access (a lock, permissions) rather than the content."""
+
+    def __init__(self, path: Path, reason: str, damaged: bool = True) -> None:
+        super().__init__(f"cannot read shard {path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.damaged = damaged
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of an h5py error, or its type when it has no message."""
+    text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def list_versions(path: Path, staged: bool = False) -> list[VideoVersion]:
-    """The complete videos in a shard or staged file; raises StoreError if it cannot be read."""
+    """The complete videos in a shard or staged file; raises StoreError if it cannot be read
+    (whatever part of it is damaged: superblock, tree, object headers, attributes)."""
     try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise StoreError(f"cannot open shard {path}: {exc}") from None
-    versions: list[VideoVersion] = []
-    with handle:
-        if handle.attrs.get("format") != SHARD_FORMAT_NAME or VIDEOS_GROUP not in handle:
-            raise StoreError(f"{path} is not a flowkit shard")
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get("format") != SHARD_FORMAT_NAME or VIDEOS_GROUP not in handle:
+                raise UnreadableShard(path, "not a flowkit shard")
+            versions: list[VideoVersion] = []
 
-        def visit(name: str, obj: h5py.HLObject) -> None:
-            if not isinstance(obj, h5py.Group) or not obj.attrs.get(COMPLETE_ATTR, False):
-                return
-            attrs = read_video_attrs(obj)
-            versions.append(
-                VideoVersion(
-                    id=attrs["id"], file=path, frames=int(attrs["frames"]),
-                    pairs=int(attrs["pairs"]), height=int(attrs["height"]),
-                    width=int(attrs["width"]), fps=float(attrs["fps"]),
-                    source=attrs["source"], source_size=int(attrs["source_size"]),
-                    source_mtime_ns=int(attrs["source_mtime_ns"]), settings=attrs["settings"],
-                    extracted_at_ns=int(attrs["extracted_at_ns"]), staged=staged, attrs=attrs,
-                )
-            )
+            def visit(name: str, obj: h5py.HLObject) -> None:
+                if isinstance(obj, h5py.Group) and obj.attrs.get(COMPLETE_ATTR, False):
+                    versions.append(_version(path, read_video_attrs(obj), staged))
 
-        handle[VIDEOS_GROUP].visititems(visit)
+            handle[VIDEOS_GROUP].visititems(visit)
+    except READ_ERRORS as exc:
+        refused = isinstance(exc, OSError) and exc.errno is not None  # h5py sets it for system errors
+        raise UnreadableShard(path, error_reason(exc), damaged=not refused) from None
     return versions
+
+
+def _version(path: Path, attrs: dict[str, Any], staged: bool) -> VideoVersion:
+    return VideoVersion(
+        id=attrs["id"], file=path, frames=int(attrs["frames"]),
+        pairs=int(attrs["pairs"]), height=int(attrs["height"]),
+        width=int(attrs["width"]), fps=float(attrs["fps"]),
+        source=attrs["source"], source_size=int(attrs["source_size"]),
+        source_mtime_ns=int(attrs["source_mtime_ns"]), settings=attrs["settings"],
+        extracted_at_ns=int(attrs["extracted_at_ns"]), staged=staged, attrs=attrs,
+    )
 
 
 def new_shard_name() -> str:

@@ -7,7 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from flowkit.store.damage import read_marks
 from flowkit.store.format import BYTES_ATTR, FLOW, FLOW_BACKWARD, RGB
+from flowkit.store.layout import DatasetLayout
 from flowkit.store.reader import FlowStore
 
 LAYOUT_ATTR = "rawframes_layout"  # written by flowkit.rawframes (a layer above) on imported videos
@@ -37,6 +39,9 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             "bytes": Path(path).stat().st_size + shard_bytes,
             "settings": store.settings,
             "failures": [asdict(f) for f in store.failures],
+            # Marks `flowkit verify` left on the copies the index links, until a run redoes them.
+            "damaged": [asdict(m) for m in sorted(read_marks(DatasetLayout(path)).values(), key=lambda m: m.id)
+                        if m.id in store.entries and store.entries[m.id].shard == m.shard],
         }
         if (store.settings or {}).get("imported_from"):  # the layout each video was read in
             layouts = Counter(str(store.video(v).group.attrs.get(LAYOUT_ATTR, "unknown")) for v in store.ids)
@@ -100,4 +105,8 @@ def describe(summary: dict[str, Any], name: str) -> str:
     failures = summary["failures"]
     lines.append(f"failures   {len(failures)}")
     lines += [f"  {f['source']}: {f['error']}" for f in failures]
+    damaged = summary.get("damaged", [])
+    if damaged:
+        lines.append(f"damaged    {len(damaged)}, marked by verify (the same extract redoes them)")
+        lines += [f"  {m['id']}: {m['problem']}" for m in damaged]
     return "\n".join(lines)

@@ -153,4 +153,4 @@ def test_verify_finds_damaged_bytes_and_missing_shards(tmp_path):
     assert not any(p.startswith("b:") for p in report.problems)
     shard.unlink()
     report = verify_store(index)
-    assert len(report.problems) == 2 and "cannot open shard" in report.problems[0]
+    assert len(report.problems) == 2 and "is missing" in report.problems[0]
