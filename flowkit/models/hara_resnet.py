@@ -6,8 +6,10 @@ padding (3, 3, 3) (`conv1_t_size=7`, `conv1_t_stride=1`); a 3x3x3 max pool of st
 too (`no_max_pool=False`); every 3x3x3 convolution of stride 2 strides time as well; widen factor
 1; global average pooling and `fc`; 400 classes; 16x112x112 clips (`sample_duration`,
 `sample_size`). Module and tensor names are that file's (`conv1`, `bn1`, `layer1.0.conv1`,
-`layer2.0.downsample.0`, `fc`), so a state dict it saved loads with `load_state_dict` (strip the
-`module.` prefix `nn.DataParallel` adds; `flowkit.models.weights.read_checkpoint` does).
+`layer2.0.downsample.0`, `fc`), so the `state_dict` entry of a checkpoint its `main.py` saved
+loads with `load_state_dict`, once the `module.` prefix `nn.DataParallel` adds (CVPR2018 branch)
+is removed as its `util_scripts/remove_dataparallel.py` does. Shortcut B also has torchvision's
+ResNet names and shapes, inflated: `inflate_state_dict` starts it from a 2D ResNet.
 
 Shortcuts: the paper uses type A (zero-padded identity) for ResNet-18/34 and B (1x1x1
 convolution + BN) for 50 and deeper; the code's default is B at every depth (`ResNet`'s

@@ -164,3 +164,18 @@ def test_hara_kinetics_values_are_main_pys_defaults() -> None:
     expected = (frames.astype(np.float32) / 255.0 - mean) / std
     np.testing.assert_allclose(rgb_values(frames, "hara_kinetics"), expected, rtol=1e-6)
     assert all(model_info(f"hara_r3d_{d}").values == "hara_kinetics" for d in DEPTHS)
+
+
+def test_inflated_from_torchvision_resnet18_it_sees_a_boring_video_as_the_image(
+    randomize_batch_norms, features_on_a_boring_video,
+) -> None:
+    # Shortcut B gives torchvision's names and shapes inflated, so a 2D ResNet-18 starts it.
+    net2d = randomize_batch_norms(create_model("resnet18", num_classes=7)).eval()
+    net3d = create_model("hara_r3d_18", num_classes=7).eval()
+    features2d, features3d = features_on_a_boring_video(net2d, net3d)
+    assert features3d.shape[2] == 10  # 160 frames, temporal stride 16
+    # Zero padding in time reaches all but the middle steps (a deep temporal receptive field).
+    scale = features2d.abs().max()
+    for t in (4, 5):
+        torch.testing.assert_close(features3d[:, :, t], features2d, rtol=0, atol=1e-5 * scale)
+    assert (features3d[:, :, 0] - features2d).abs().max() > 1e-3 * scale
