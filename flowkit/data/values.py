@@ -4,7 +4,11 @@ RGB: `imagenet` (0..1, then ImageNet mean/std per channel, RGB order: torchvisio
 pretraining), `unit` ([-1, 1], I3D's and TF-slim's) or `caffe` (BGR order, 0..255, minus the
 per-channel mean [104, 117, 128], no std: TSN's BN-Inception weights, as tsn-pytorch's `main.py`
 feeds them with `Stack(roll=True)`, `ToTorchFormatTensor(div=False)` and `models.py`'s
-`input_mean`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
+`input_mean`), `hara_kinetics` (0..1, then the Kinetics mean/std of kenshohara/3D-ResNets-PyTorch
+`mean.py`, RGB: its `main.py` default `--mean_dataset kinetics --value_scale 1`) or `mmaction_c3d`
+(RGB order, 0..255, minus [104, 117, 128], std 1: mmaction2's
+`configs/_base_/models/c3d_sports1m_pretrained.py` `data_preprocessor`, on decord's RGB frames with
+`to_rgb=False`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
 its weights expect. Flow: `pixels` (displacements as dequantized) or `unit` (divided by the
 bound, so [-1, 1], I3D's).
 """
@@ -18,7 +22,10 @@ from flowkit.errors import FlowkitError
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CAFFE_BGR_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # B, G, R
-RGB_VALUES = ("imagenet", "unit", "caffe")
+HARA_KINETICS_MEAN = np.array([0.4345, 0.4051, 0.3775], np.float32)
+HARA_KINETICS_STD = np.array([0.2768, 0.2713, 0.2737], np.float32)
+MMACTION_C3D_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # R, G, B
+RGB_VALUES = ("imagenet", "unit", "caffe", "hara_kinetics", "mmaction_c3d")
 FLOW_VALUES = ("pixels", "unit")
 
 
@@ -31,6 +38,10 @@ def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
         return x / 127.5 - 1.0
     if mode == "caffe":
         return x[..., ::-1] - CAFFE_BGR_MEAN
+    if mode == "hara_kinetics":
+        return (x / 255.0 - HARA_KINETICS_MEAN) / HARA_KINETICS_STD
+    if mode == "mmaction_c3d":
+        return x - MMACTION_C3D_MEAN
     raise FlowkitError(f"RGB values must be one of {', '.join(RGB_VALUES)}, not {mode!r}")
 
 

@@ -19,6 +19,8 @@ from .fusion import (
     late_fusion,
     two_stream_fusion,
 )
+from .hara_resnet import HaraResNet, hara_r3d_18, hara_r3d_34, hara_r3d_50, hara_r3d_101
+from .c3d import C3D, c3d
 # isort: on
 from .backbone import STAGES, Backbone
 from .init import partial_bn
@@ -41,12 +43,14 @@ from .weights import (
 )
 
 __all__ = [
+    "C3D",
     "I3D",
     "STAGES",
     "TSN",
     "TSN_WEIGHTS",
     "BNInception",
     "Backbone",
+    "HaraResNet",
     "InceptionV1",
     "LinearScoreFusion",
     "ModelInfo",
@@ -57,9 +61,14 @@ __all__ = [
     "TwoStreamFusion",
     "TwoStreamI3D",
     "bninception",
+    "c3d",
     "create_model",
     "cross_modality_init",
     "cross_modality_weight",
+    "hara_r3d_18",
+    "hara_r3d_34",
+    "hara_r3d_50",
+    "hara_r3d_101",
     "i3d",
     "i3d_two_stream",
     "inception_v1",
