@@ -4,7 +4,10 @@ RGB: `imagenet` (0..1, then ImageNet mean/std per channel, RGB order: torchvisio
 pretraining), `unit` ([-1, 1], I3D's and TF-slim's) or `caffe` (BGR order, 0..255, minus the
 per-channel mean [104, 117, 128], no std: TSN's BN-Inception weights, as tsn-pytorch's `main.py`
 feeds them with `Stack(roll=True)`, `ToTorchFormatTensor(div=False)` and `models.py`'s
-`input_mean`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
+`input_mean`), `kinetics` (0..1, then the Kinetics-400 mean/std of torchvision's video
+weights, `torchvision/transforms/_presets.py` `VideoClassification`) or `x3d` (0..1, then mean
+0.45, std 0.225 on every channel: pytorchvideo's X3D, `pytorchvideo/transforms/
+transforms_factory.py` `video_mean`/`video_std`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
 its weights expect. Flow: `pixels` (displacements as dequantized) or `unit` (divided by the
 bound, so [-1, 1], I3D's).
 """
@@ -18,7 +21,10 @@ from flowkit.errors import FlowkitError
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CAFFE_BGR_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # B, G, R
-RGB_VALUES = ("imagenet", "unit", "caffe")
+KINETICS_MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
+KINETICS_STD = np.array([0.22803, 0.22145, 0.216989], np.float32)
+X3D_MEAN, X3D_STD = np.float32(0.45), np.float32(0.225)
+RGB_VALUES = ("imagenet", "unit", "caffe", "kinetics", "x3d")
 FLOW_VALUES = ("pixels", "unit")
 
 
@@ -31,6 +37,10 @@ def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
         return x / 127.5 - 1.0
     if mode == "caffe":
         return x[..., ::-1] - CAFFE_BGR_MEAN
+    if mode == "kinetics":
+        return (x / 255.0 - KINETICS_MEAN) / KINETICS_STD
+    if mode == "x3d":
+        return (x / 255.0 - X3D_MEAN) / X3D_STD
     raise FlowkitError(f"RGB values must be one of {', '.join(RGB_VALUES)}, not {mode!r}")
 
 
