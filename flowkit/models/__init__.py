@@ -11,7 +11,7 @@ from .bninception import BNInception, bninception
 from .tiny import TinyNet, tiny
 from .i3d import I3D, InceptionV1, TwoStreamI3D, i3d, i3d_two_stream, inception_v1
 from .tsn import TSN, SegmentConsensus, tsn
-from .s3d import S3D, s3d
+from .s3d import S3D, s3d, s3d_g
 from .x3d import X3D, x3d_l, x3d_m, x3d_s, x3d_xs
 from .fusion import (
     TSN_WEIGHTS,
@@ -83,6 +83,7 @@ __all__ = [
     "resnet50",
     "resnet50_3d",
     "s3d",
+    "s3d_g",
     "tiny",
     "tsn",
     "two_stream_fusion",

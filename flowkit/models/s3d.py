@@ -7,6 +7,14 @@ convolution classifier whose logits are averaged over what remains; the module n
 torchvision's, so its Kinetics-400 state dict (`s3d-d76dad2f.pth`) loads as it is. Its weights
 expect `kinetics` values. Where the paper leaves details open (BN settings, dropout) this
 follows torchvision's code.
+
+S3D-G adds the paper's feature gating, where TensorFlow's reference (tensorflow/models
+`research/slim/nets/s3dg.py` `self_gating`, `i3d_utils.py` `inception_block_v1_3d`) puts it:
+after Conv2d_2c_3x3 and on the output of each of an Inception block's four branches. A gate
+multiplies every channel by sigmoid(W mean(x)), W a C x C 1x1x1 convolution; the paper writes
+a bias b too, TF-slim's code has none, and this follows the code. Everything else is the S3D
+above, under the same names (the gates are `features.3.2` and each block's `gates`), so
+torchvision's S3D weights start it with only the gates left fresh.
 """
 
 from __future__ import annotations
@@ -49,20 +57,36 @@ def conv_bn_relu(
     )
 
 
-class TemporalSeparableConv(nn.Sequential):
-    """A k x k x k convolution factored into 1 x k x k (space) then k x 1 x 1 (time)."""
+class SelfGating(nn.Module):
+    """S3D-G's feature gating: channels scaled by sigmoid(W mean(x)), the mean over T, H, W."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.transform = nn.Conv3d(channels, channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(self.transform(x.mean(dim=(2, 3, 4), keepdim=True)))
+
+
+class TemporalSeparableConv(nn.Sequential):
+    """A k x k x k convolution factored into 1 x k x k (space) then k x 1 x 1 (time); `gated`:
+    followed by a `SelfGating` (S3D-G)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, padding: int,
+                 gated: bool = False):
         super().__init__(
             conv_bn_relu(cin, cout, (1, kernel, kernel), (1, stride, stride), (0, padding, padding)),
             conv_bn_relu(cout, cout, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0)),
+            *([SelfGating(cout)] if gated else []),
         )
 
 
 class SepInceptionBlock3D(nn.Module):
-    """An Inception-v1 block whose 3x3x3 convolutions are separable (torchvision's branch names)."""
+    """An Inception-v1 block whose 3x3x3 convolutions are separable (torchvision's branch names);
+    `gated`: each branch's output gated (S3D-G)."""
 
-    def __init__(self, cin: int, b0: int, b1_mid: int, b1: int, b2_mid: int, b2: int, b3: int):
+    def __init__(self, cin: int, b0: int, b1_mid: int, b1: int, b2_mid: int, b2: int, b3: int,
+                 gated: bool = False):
         super().__init__()
         self.branch0 = conv_bn_relu(cin, b0)
         self.branch1 = nn.Sequential(
@@ -73,9 +97,13 @@ class SepInceptionBlock3D(nn.Module):
         )
         self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), conv_bn_relu(cin, b3))
         self.out_channels = b0 + b1 + b2 + b3
+        self.gates = nn.ModuleList(SelfGating(c) for c in (b0, b1, b2, b3)) if gated else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        branches = [self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)]
+        if self.gates is not None:
+            branches = [gate(b) for gate, b in zip(self.gates, branches, strict=True)]
+        return torch.cat(branches, 1)
 
 
 def _pool(kernel: tuple[int, int, int], stride: tuple[int, int, int],
@@ -88,22 +116,24 @@ class S3D(nn.Module):
     (stride 1), dropout, a 1x1x1 convolution `classifier.1`, logits averaged over positions.
 
     The pool window is cut to the feature map when the input is smaller than 16x224x224.
+    `gated`: S3D-G (feature gating from Conv2d_2c_3x3 on).
     """
 
-    def __init__(self, *, num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2):
+    def __init__(self, *, num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2,
+                 gated: bool = False):
         super().__init__()
         self.in_chans = in_chans
         self.features = nn.Sequential(
             TemporalSeparableConv(in_chans, 64, 7, 2, 3),
             _pool((1, 3, 3), (1, 2, 2), (0, 1, 1)),
             conv_bn_relu(64, 64),
-            TemporalSeparableConv(64, 192, 3, 1, 1),
+            TemporalSeparableConv(64, 192, 3, 1, 1, gated),
             _pool((1, 3, 3), (1, 2, 2), (0, 1, 1)),
-            *(SepInceptionBlock3D(*row) for row in _MIXED_3),
+            *(SepInceptionBlock3D(*row, gated) for row in _MIXED_3),
             _pool((3, 3, 3), (2, 2, 2), (1, 1, 1)),
-            *(SepInceptionBlock3D(*row) for row in _MIXED_4),
+            *(SepInceptionBlock3D(*row, gated) for row in _MIXED_4),
             _pool((2, 2, 2), (2, 2, 2), (0, 0, 0)),
-            *(SepInceptionBlock3D(*row) for row in _MIXED_5),
+            *(SepInceptionBlock3D(*row, gated) for row in _MIXED_5),
         )
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout), nn.Conv3d(_CHANNELS, num_classes, 1, bias=True)
@@ -140,3 +170,18 @@ class S3D(nn.Module):
 def s3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2) -> S3D:
     """S3D, torchvision's: RGB (in_chans 3) or flow (in_chans 2L) clips."""
     return S3D(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
+
+
+@register_model(
+    ModelInfo(
+        name="s3d_g", summary="S3D-G, S3D with feature gating (TF-slim's places)", channels=(3,),
+        frames=16, size=224, values="kinetics", first_conv="features.0.0.0",
+        classifier="classifier.1",
+        # S3D's 8,320,048 plus one bias-free C x C gate after Conv2d_2c_3x3 (192) and on each
+        # branch of the nine Inception blocks (TF-slim s3dg.py / i3d_utils.py): 1,219,328 more.
+        params=9_539_376, paper=_PAPER,
+    )
+)
+def s3d_g(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2) -> S3D:
+    """S3D-G: S3D with feature gating; starts from torchvision's S3D weights (gates fresh)."""
+    return S3D(num_classes=num_classes, in_chans=in_chans, dropout=dropout, gated=True)

@@ -1,5 +1,5 @@
 """S3D: torchvision's state-dict layout and parameter count, separable convolutions, the output
-extent at full size, and the Kinetics values its weights expect."""
+extent at full size, and the Kinetics values its weights expect; S3D-G's gates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from flowkit.data.values import rgb_values
-from flowkit.models import create_model, model_info, s3d
+from flowkit.models import create_model, model_info, s3d, s3d_g
+from flowkit.models.s3d import SelfGating
 
 # torchvision/models/video/s3d.py (pytorch/vision, commit 0216591), written out: S3D.features as
 # (index in the Sequential, SepInceptionBlock3D's in_planes, b0_out, b1_mid, b1_out, b2_mid,
@@ -118,3 +119,34 @@ def test_kinetics_values_are_torchvisions() -> None:
     expected = (frames / 255.0 - np.array(mean)) / np.array(std)
     np.testing.assert_allclose(rgb_values(frames, "kinetics"), expected, rtol=1e-5, atol=1e-5)
     assert model_info("s3d").values == "kinetics"
+
+
+def test_s3d_g_gates_where_tf_slim_does_and_counts_them() -> None:
+    # tensorflow/models research/slim/nets/s3dg.py: self_gating (a bias-free C x C 1x1x1 conv,
+    # "transformer_W") after Conv2d_2c_3x3 (192 channels) and, in i3d_utils.inception_block_v1_3d,
+    # on each of the four branches of every Inception block.
+    gated = [192] + [c for _, _, b0, _, b1, _, b2, b3 in TORCHVISION_BLOCKS for c in (b0, b1, b2, b3)]
+    with torch.device("meta"):
+        model = s3d_g()
+    gates = [m for m in model.modules() if isinstance(m, SelfGating)]
+    assert [g.transform.in_channels for g in gates] == gated
+    assert all(g.transform.bias is None for g in gates)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == TORCHVISION_NUM_PARAMS + sum(c * c for c in gated) == model_info("s3d_g").params
+
+
+def test_s3d_g_starts_from_torchvisions_s3d_weights() -> None:
+    shapes = torchvision_s3d_shapes()
+    state = {k: torch.randn(s) if s else torch.tensor(0) for k, s in shapes.items()}
+    model = s3d_g()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected
+    assert missing and all(".gates." in k or k == "features.3.2.transform.weight" for k in missing)
+
+
+def test_a_gate_scales_each_channel_by_the_sigmoid_of_the_mixed_means() -> None:
+    gate = SelfGating(3)
+    x = torch.randn(2, 3, 4, 5, 5)
+    with torch.no_grad():
+        weights = torch.sigmoid(x.mean(dim=(2, 3, 4)) @ gate.transform.weight.flatten(1).T)
+        torch.testing.assert_close(gate(x), x * weights[:, :, None, None, None])

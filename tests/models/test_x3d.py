@@ -52,7 +52,7 @@ def pytorchvideo_x3d_shapes(depth_factor: float, num_classes: int = 400) -> dict
     for stage, (base_dim, base_depth) in enumerate(zip(dims, [1, 2, 5, 3], strict=True), 1):
         dim_out = pytorchvideo_round_width(base_dim, 2.0)
         dim_inner = int(2.25 * dim_out)
-        for idx in range(int(math.ceil(depth_factor * base_depth))):  # round_repeats
+        for idx in range(math.ceil(depth_factor * base_depth)):  # round_repeats
             block = f"blocks.{stage}.res_blocks.{idx}"
             cin = dim_in if idx == 0 else dim_out
             if cin != dim_out or idx == 0:  # stride (1, 2, 2) in the first block
