@@ -150,3 +150,11 @@ def test_a_gate_scales_each_channel_by_the_sigmoid_of_the_mixed_means() -> None:
     with torch.no_grad():
         weights = torch.sigmoid(x.mean(dim=(2, 3, 4)) @ gate.transform.weight.flatten(1).T)
         torch.testing.assert_close(gate(x), x * weights[:, :, None, None, None])
+
+
+def test_a_flow_stream_takes_two_channels() -> None:
+    model = s3d(num_classes=5, in_chans=2).eval()
+    assert model.features[0][0][0].in_channels == 2
+    (clip,) = model.example_input(1, 32, 8)
+    with torch.no_grad():
+        assert model(clip).shape == (1, 5)

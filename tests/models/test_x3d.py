@@ -158,3 +158,11 @@ def test_x3d_values_are_pytorchvideos() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
     expected = (frames / 255.0 - 0.45) / 0.225
     np.testing.assert_allclose(rgb_values(frames, "x3d"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_flow_stream_takes_two_channels() -> None:
+    model = create_model("x3d_xs", num_classes=5, in_chans=2).eval()
+    assert model.blocks[0].conv.conv_t.in_channels == 2
+    (clip,) = model.example_input(1, 32, 4)
+    with torch.no_grad():
+        assert model(clip).shape == (1, 5)
