@@ -5,10 +5,13 @@ pretraining), `unit` ([-1, 1], I3D's and TF-slim's) or `caffe` (BGR order, 0..25
 per-channel mean [104, 117, 128], no std: TSN's BN-Inception weights, as tsn-pytorch's `main.py`
 feeds them with `Stack(roll=True)`, `ToTorchFormatTensor(div=False)` and `models.py`'s
 `input_mean`), `hara_kinetics` (0..1, then the Kinetics mean/std of kenshohara/3D-ResNets-PyTorch
-`mean.py`, RGB: its `main.py` default `--mean_dataset kinetics --value_scale 1`) or `mmaction_c3d`
+`mean.py`, RGB: its `main.py` default `--mean_dataset kinetics --value_scale 1`), `mmaction_c3d`
 (RGB order, 0..255, minus [104, 117, 128], std 1: mmaction2's
 `configs/_base_/models/c3d_sports1m_pretrained.py` `data_preprocessor`, on decord's RGB frames with
-`to_rgb=False`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
+`to_rgb=False`), `kinetics` (0..1, then the Kinetics-400 mean/std of torchvision's video
+weights, `torchvision/transforms/_presets.py` `VideoClassification`) or `x3d` (0..1, then mean
+0.45, std 0.225 on every channel: pytorchvideo's X3D, `pytorchvideo/transforms/
+transforms_factory.py` `video_mean`/`video_std`). Each network's metadata (`flowkit.models.model_info(name).values`) names the one
 its weights expect. Flow: `pixels` (displacements as dequantized) or `unit` (divided by the
 bound, so [-1, 1], I3D's).
 """
@@ -25,7 +28,10 @@ CAFFE_BGR_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # B, G, R
 HARA_KINETICS_MEAN = np.array([0.4345, 0.4051, 0.3775], np.float32)
 HARA_KINETICS_STD = np.array([0.2768, 0.2713, 0.2737], np.float32)
 MMACTION_C3D_MEAN = np.array([104.0, 117.0, 128.0], np.float32)  # R, G, B
-RGB_VALUES = ("imagenet", "unit", "caffe", "hara_kinetics", "mmaction_c3d")
+KINETICS_MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
+KINETICS_STD = np.array([0.22803, 0.22145, 0.216989], np.float32)
+X3D_MEAN, X3D_STD = np.float32(0.45), np.float32(0.225)
+RGB_VALUES = ("imagenet", "unit", "caffe", "hara_kinetics", "mmaction_c3d", "kinetics", "x3d")
 FLOW_VALUES = ("pixels", "unit")
 
 
@@ -42,6 +48,10 @@ def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
         return (x / 255.0 - HARA_KINETICS_MEAN) / HARA_KINETICS_STD
     if mode == "mmaction_c3d":
         return x - MMACTION_C3D_MEAN
+    if mode == "kinetics":
+        return (x / 255.0 - KINETICS_MEAN) / KINETICS_STD
+    if mode == "x3d":
+        return (x / 255.0 - X3D_MEAN) / X3D_STD
     raise FlowkitError(f"RGB values must be one of {', '.join(RGB_VALUES)}, not {mode!r}")
 
 

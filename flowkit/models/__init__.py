@@ -1,4 +1,4 @@
-"""The networks: 2D spatial and temporal streams, TSN, two-stream I3D, late and mid-level fusion.
+"""The networks: 2D streams, TSN, two-stream I3D, S3D, X3D, late and mid-level fusion.
 
 Plain PyTorch modules (this package imports torch only). Build any of them by name with
 `create_model`; `list_models()` names them all and `model_info(name)` says what each expects.
@@ -11,6 +11,8 @@ from .bninception import BNInception, bninception
 from .tiny import TinyNet, tiny
 from .i3d import I3D, InceptionV1, TwoStreamI3D, i3d, i3d_two_stream, inception_v1
 from .tsn import TSN, SegmentConsensus, tsn
+from .s3d import S3D, s3d, s3d_g
+from .x3d import X3D, x3d_l, x3d_m, x3d_s, x3d_xs
 from .fusion import (
     TSN_WEIGHTS,
     LinearScoreFusion,
@@ -45,9 +47,11 @@ from .weights import (
 __all__ = [
     "C3D",
     "I3D",
+    "S3D",
     "STAGES",
     "TSN",
     "TSN_WEIGHTS",
+    "X3D",
     "BNInception",
     "Backbone",
     "HaraResNet",
@@ -87,7 +91,13 @@ __all__ = [
     "resnet18_3d",
     "resnet50",
     "resnet50_3d",
+    "s3d",
+    "s3d_g",
     "tiny",
     "tsn",
     "two_stream_fusion",
+    "x3d_l",
+    "x3d_m",
+    "x3d_s",
+    "x3d_xs",
 ]

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import FlowkitError
 
-VALUES = ("imagenet", "unit", "caffe", "hara_kinetics", "mmaction_c3d")  # the names of flowkit.data.values' RGB modes
+VALUES = ("imagenet", "unit", "caffe", "hara_kinetics", "mmaction_c3d", "kinetics", "x3d")  # the names of flowkit.data.values' RGB modes
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class ModelInfo:
     mid-level fusion included, which take several 2D snippets); `size`: the paper's height and
     width. `values`: the RGB values its weights expect, a mode of `flowkit.data.values`
     (`imagenet`: ImageNet mean/std; `unit`: [-1, 1]; `caffe`: BGR 0-255 minus [104, 117, 128];
-    `hara_kinetics`: Hara's Kinetics mean/std; `mmaction_c3d`: RGB 0-255 minus [104, 117, 128]).
+    `hara_kinetics`: Hara's Kinetics mean/std; `mmaction_c3d`: RGB 0-255 minus [104, 117, 128];
+    `kinetics`: torchvision's Kinetics mean/std; `x3d`: pytorchvideo's 0.45/0.225).
     `first_conv` and `classifier`: module names (None for two-tower networks, which have one of
     each per tower). `params`: the parameter count. `layouts`: the other projects' checkpoint
     layouts `flowkit.models.weights` converts for it. `backbone`: for a wrapper whose weights are
