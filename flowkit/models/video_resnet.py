@@ -249,10 +249,14 @@ def r2plus1d_18(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.0)
           ("torchvision",))
 )  # fmt: skip
 def r2plus1d_34(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.0) -> VideoResNet:
-    """R(2+1)D-34: torchvision's R(2+1)D stem and blocks (its mid-channel rule, one M per block)
-    in layers [3, 4, 6, 3]. This is the choice of reference, and the paper's R(2+1)D-34 is this
-    network (the paper's 34-layer ResNet with (2+1)D convolutions); moabitcoin/ig65m-pytorch
-    builds its R(2+1)D-34 checkpoints on torchvision's VideoResNet in this shape."""
+    """R(2+1)D-34: torchvision's R(2+1)D stem and blocks in layers [3, 4, 6, 3].
+
+    This is the choice of reference (not Hara's `resnet2p1d.py`), and the paper's R(2+1)D-34 is
+    this network: its 34-layer ResNet of (2+1)D blocks. Where the paper's mid-channel rule, applied
+    per convolution, gives another M (the second convolution of the first block of layers 2-4),
+    we follow torchvision's code, one M per block, as for R(2+1)D-18 (see `midplanes`).
+    moabitcoin/ig65m-pytorch's R(2+1)D-34 checkpoints are torchvision's VideoResNet in this shape.
+    """
     return VideoResNet(
         (Conv2Plus1D,) * 4, (3, 4, 6, 3), stem=r2plus1d_stem,
         num_classes=num_classes, in_chans=in_chans, dropout=dropout,
