@@ -49,7 +49,8 @@ def midplanes(inplanes: int, planes: int) -> int:
 
 
 class Conv3DSimple(nn.Conv3d):
-    """A full 3x3x3 convolution, strided in time and space (R3D; MC3's layer1)."""
+    """A full 3x3x3 convolution, strided in time and space (R3D; MC3's layer1). `mid` is unused:
+    every convolution kind takes the (2+1)D one's arguments, so a block builds any of them."""
 
     def __init__(self, cin: int, cout: int, mid: int, stride: int = 1):
         super().__init__(cin, cout, 3, stride, 1, bias=False)
