@@ -24,6 +24,7 @@ from .fusion import (
 )
 from .hara_resnet import HaraResNet, hara_r3d_18, hara_r3d_34, hara_r3d_50, hara_r3d_101
 from .c3d import C3D, c3d
+from .t3d import T3D, t3d
 # isort: on
 from .backbone import STAGES, Backbone
 from .init import partial_bn
@@ -50,6 +51,7 @@ __all__ = [
     "I3D",
     "S3D",
     "STAGES",
+    "T3D",
     "TSN",
     "TSN_WEIGHTS",
     "X3D",
@@ -99,6 +101,7 @@ __all__ = [
     "resnet50_3d",
     "s3d",
     "s3d_g",
+    "t3d",
     "tiny",
     "tsn",
     "two_stream_fusion",

@@ -41,6 +41,7 @@ SMALL_CLIP = {"c3d": {"size": 16}}
 # (size, frames) for networks without early pooling (the video ResNets keep 56x56 up to layer2),
 # which take seconds at 8x48x48 on 2 cores: 4x32x32 still leaves their layer4 2x2.
 SMALL_CLIPS = dict.fromkeys(("r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_34"), (32, 4))
+SMALL_CLIPS["t3d"] = (32, 32)  # T3D needs 29 frames of 29x29 (three TTL pools after two halvings)
 
 
 def small_input(model: nn.Module) -> tuple[Tensor, ...]:
