@@ -23,6 +23,8 @@ Choices the paper leaves open, stated here:
   temporally deep branch C / 8 each. So every dense block sees exactly DenseNet-121's widths
   (64, 128, 256, 512 in; 256, 512, 1024, 1024 out) and the TTL changes only what a transition
   sees in time; equal thirds would not divide 128, 256 or 512.
+- Not rekon/T3D-keras's port (`T3D_keras.py` `_TTL`: 1x3x3, 3x3x3, 4x3x3 of 128 channels in
+  every TTL, followed by a plain transition), which departs from the table.
 - Each branch has its own BN-ReLU (the table's "each conv is BN-ReLU-Conv").
 - An even temporal kernel (6 or 4) is padded "same" (PyTorch pads one more frame after than
   before), the other kernels symmetrically, so the branches keep the extent and concatenate.
