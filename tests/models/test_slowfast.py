@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flowkit.errors import FlowkitError
 from flowkit.models import create_model, model_info
+from flowkit.models.registry import accepts, clip_networks
 from flowkit.models.slowfast import slow_frames
 
 # pytorchvideo's model zoo table (docs/source/model_zoo.md, facebookresearch/pytorchvideo commit
@@ -172,3 +173,11 @@ def test_multiply_accumulates_at_the_zoos_crop_are_the_zoos() -> None:
         with FlopCounterMode(display=False) as counter:
             model(clip)
     assert round(counter.get_total_flops() / 2 / 1e9, 2) == 65.71
+
+
+def test_it_is_a_clip_network_flowkit_trains_with_its_dropout() -> None:
+    assert "slowfast_r50" in clip_networks()  # --arch slowfast_r50
+    assert accepts("slowfast_r50", "dropout")
+    with torch.device("meta"):
+        model = create_model("slowfast_r50", dropout=0.3)
+    assert model.blocks[6].dropout.p == 0.3
