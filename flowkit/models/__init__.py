@@ -1,4 +1,4 @@
-"""The networks: 2D streams, TSN, two-stream I3D, S3D, X3D, late and mid-level fusion.
+"""The networks: 2D streams, TSN, two-stream I3D, S3D, X3D, SlowFast, late and mid-level fusion.
 
 Plain PyTorch modules (this package imports torch only). Build any of them by name with
 `create_model`; `list_models()` names them all and `model_info(name)` says what each expects.
@@ -14,6 +14,7 @@ from .video_resnet import VideoResNet, mc3_18, r2plus1d_18, r2plus1d_34, r3d_18
 from .tsn import TSN, SegmentConsensus, tsn
 from .s3d import S3D, s3d, s3d_g
 from .x3d import X3D, x3d_l, x3d_m, x3d_s, x3d_xs
+from .slowfast import SlowFast, slowfast_r50
 from .fusion import (
     TSN_WEIGHTS,
     LinearScoreFusion,
@@ -63,6 +64,7 @@ __all__ = [
     "ModelInfo",
     "ResNet",
     "SegmentConsensus",
+    "SlowFast",
     "SpatialFusion",
     "TinyNet",
     "TwoStreamFusion",
@@ -101,6 +103,7 @@ __all__ = [
     "resnet50_3d",
     "s3d",
     "s3d_g",
+    "slowfast_r50",
     "t3d",
     "tiny",
     "tsn",

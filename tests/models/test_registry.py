@@ -42,6 +42,7 @@ SMALL_CLIP = {"c3d": {"size": 16}}
 # which take seconds at 8x48x48 on 2 cores: 4x32x32 still leaves their layer4 2x2.
 SMALL_CLIPS = dict.fromkeys(("r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_34"), (32, 4))
 SMALL_CLIPS["t3d"] = (32, 32)  # T3D needs 29 frames of 29x29 (three TTL pools after two halvings)
+SMALL_CLIPS["slowfast_r50"] = (32, 8)  # 2 Slow frames; res5 1x1, BN sees 4 (Slow), 16 values
 
 
 def small_input(model: nn.Module) -> tuple[Tensor, ...]:
