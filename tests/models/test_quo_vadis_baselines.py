@@ -149,3 +149,13 @@ def test_3d_fused_towers_are_2d_and_apart_until_the_fusion() -> None:
     assert not torch.allclose(after[:, 1024:, 1], before[:, 1024:, 1])
     with pytest.raises(FlowkitError, match="as many flow stacks as RGB frames, not 2 and 3"):
         model(rgb, flow[:, :2])
+
+
+@pytest.mark.parametrize(("name", "towers"), [("convnet_lstm", ("cnn",)), ("i3d_paper_3d_fused", ("rgb",))])
+def test_imagenet_inception_v1_weights_fit_the_towers_but_its_classifier(name, towers) -> None:
+    with torch.device("meta"):
+        imagenet = {k: v.shape for k, v in create_model("inception_v1").state_dict().items()}
+        model = create_model(name)
+    for tower in towers:
+        ours = {k: v.shape for k, v in model.get_submodule(tower).state_dict().items()}
+        assert ours == {k: s for k, s in imagenet.items() if not k.startswith("fc.")}
