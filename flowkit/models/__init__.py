@@ -1,4 +1,5 @@
-"""The networks: 2D streams, TSN, two-stream I3D, S3D, X3D, SlowFast, late and mid-level fusion.
+"""The networks: 2D streams, TSN, two-stream I3D and its paper's baselines, S3D, X3D, SlowFast,
+T3D, Hara's 3D ResNets, C3D, video ResNets, late and mid-level fusion.
 
 Plain PyTorch modules (this package imports torch only). Build any of them by name with
 `create_model`; `list_models()` names them all and `model_info(name)` says what each expects.
@@ -26,6 +27,14 @@ from .fusion import (
 from .hara_resnet import HaraResNet, hara_r3d_18, hara_r3d_34, hara_r3d_50, hara_r3d_101
 from .c3d import C3D, c3d
 from .t3d import T3D, t3d
+from .quo_vadis_baselines import (
+    ConvNetLSTM,
+    Fused3D,
+    PaperConvNet3D,
+    convnet_lstm,
+    i3d_paper_3d_convnet,
+    i3d_paper_3d_fused,
+)
 # isort: on
 from .backbone import STAGES, Backbone
 from .init import partial_bn
@@ -58,10 +67,13 @@ __all__ = [
     "X3D",
     "BNInception",
     "Backbone",
+    "ConvNetLSTM",
+    "Fused3D",
     "HaraResNet",
     "InceptionV1",
     "LinearScoreFusion",
     "ModelInfo",
+    "PaperConvNet3D",
     "ResNet",
     "SegmentConsensus",
     "SlowFast",
@@ -72,6 +84,7 @@ __all__ = [
     "VideoResNet",
     "bninception",
     "c3d",
+    "convnet_lstm",
     "create_model",
     "cross_modality_init",
     "cross_modality_weight",
@@ -80,6 +93,8 @@ __all__ = [
     "hara_r3d_50",
     "hara_r3d_101",
     "i3d",
+    "i3d_paper_3d_convnet",
+    "i3d_paper_3d_fused",
     "i3d_two_stream",
     "inception_v1",
     "inflate_state_dict",

@@ -37,12 +37,16 @@ SIZE = 48  # conv5 is 2x2: BN in train mode still sees more than one value per c
 FRAMES = 8  # 3D networks: 8 frames; fusion: 2 time steps
 MODELS = list_models()
 # Networks whose classifier fixes the clip extent (C3D's fc6) are built for a small clip.
-SMALL_CLIP = {"c3d": {"size": 16}}
+SMALL_CLIP = {"c3d": {"size": 16}, "i3d_paper_3d_convnet": {"size": 16}}
 # (size, frames) for networks without early pooling (the video ResNets keep 56x56 up to layer2),
 # which take seconds at 8x48x48 on 2 cores: 4x32x32 still leaves their layer4 2x2.
 SMALL_CLIPS = dict.fromkeys(("r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_34"), (32, 4))
 SMALL_CLIPS["t3d"] = (32, 32)  # T3D needs 29 frames of 29x29 (three TTL pools after two halvings)
 SMALL_CLIPS["slowfast_r50"] = (32, 8)  # 2 Slow frames; res5 1x1, BN sees 4 (Slow), 16 values
+# Networks that run a 2D Inception-v1 on every frame (the I3D paper's baselines): 2 of 32x32.
+SMALL_CLIPS |= dict.fromkeys(("convnet_lstm", "i3d_paper_3d_fused"), (32, 2))
+# Clip networks whose convolutions are 2D, run on each frame (an LSTM joins the frames).
+PER_FRAME_2D = {"convnet_lstm"}
 
 
 def small_input(model: nn.Module) -> tuple[Tensor, ...]:
@@ -206,19 +210,23 @@ def test_parameter_count_is_the_registered_one(name: str) -> None:
 def test_metadata_names_the_first_convolution_and_the_classifier(name: str) -> None:
     info = model_info(name)
     with torch.device("meta"):
-        model = create_model(name)
+        model = create_model(name).eval()  # BN after a fully connected layer needs 2 in training
         inputs = model.example_input(1, info.size, info.frames)
     assert info_of(model) is info
     channel_axis = 1 if info.dims == 3 else -3  # (N, C, T, H, W); (N, [K,] C, H, W)
     assert tuple(x.shape[channel_axis] for x in inputs) == info.channels
     if info.first_conv is None:
-        assert info.classifier is None and len(info.channels) == 2  # one of each per tower
+        assert len(info.channels) == 2  # one first convolution per tower
+        if info.classifier is not None:  # towers fused into one classifier (3D-Fused)
+            classifier = model.get_submodule(info.classifier)
+            with torch.device("meta"):
+                assert model(*inputs).shape[1] == classifier.weight.shape[0]
         return
     convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
     stem = model.get_submodule(info.first_conv)
     assert stem is convolutions[0]
     assert stem.in_channels == info.channels[0]
-    assert isinstance(stem, nn.Conv3d if info.dims == 3 else nn.Conv2d)
+    assert isinstance(stem, nn.Conv3d if info.dims == 3 and name not in PER_FRAME_2D else nn.Conv2d)
     classifier = model.get_submodule(info.classifier)
     assert classifier is [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv3d)][-1]
     with torch.device("meta"):
