@@ -176,24 +176,22 @@ def test_a_killed_client_leaves_finished_task_videos_that_the_next_run_publishes
 
 def test_two_runs_sharing_a_scheduler_each_end_with_all_their_videos(
         tmp_path, make_video, assert_same_videos):
-    """Two runs of the same videos into different outputs, at once, on one cluster: task keys
-    hold the output and a run token, so neither run takes the other's results (issue 15: the
-    second run printed "extracted 2 videos ... 0 failed" and held 0 videos)."""
+    """Two `flowkit extract` processes of the same videos into different outputs, at once, on one
+    scheduler: task keys hold the output and a run token, so neither run takes the other's results
+    (issue 15: the second run printed "extracted 2 videos ... 0 failed" and held 0 videos)."""
     videos = _videos(make_video, count=4, frames=6)
     reference = _one_machine_reference(videos, tmp_path)
     outputs = [tmp_path / "a.h5", tmp_path / "b.h5"]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        reports: dict = {}
-        runs = [threading.Thread(target=lambda out=out: reports.update({out: extract(
-            videos, out, SETTINGS, scheduler=cluster.scheduler_address, task_size=2, progress=False)}))
-            for out in outputs]
-        for run in runs:
-            run.start()
-        for run in runs:
-            run.join(timeout=300)
-    for out in outputs:
-        assert reports[out].extracted == 4 and reports[out].ok, out
+        runs = [subprocess.Popen(
+            [sys.executable, "-m", "flowkit", "extract", str(videos), str(out), "--algorithm", "dis",
+             "--no-resize", "--dask", cluster.scheduler_address, "--task-size", "2", "-q"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for out in outputs]
+        done = [run.communicate(timeout=240) for run in runs]
+    for out, run, (_, stderr) in zip(outputs, runs, done, strict=True):
+        assert run.returncode == 0, stderr
+        assert "extracted 4 videos" in stderr, stderr
         assert_same_videos(reference, out)
         assert verify_store(out).ok
 
