@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import FlowkitError
 from .registry import ModelInfo, register_model
+from .x3d import bn  # pytorchvideo's BatchNorm3d settings, one home for both families
 
 _PAPER = "Feichtenhofer et al.: SlowFast Networks for Video Recognition (ICCV 2019)"
 ALPHA = 4  # Fast frames per Slow frame (the fusion convolution's time stride)
@@ -33,10 +34,6 @@ BETA_INVERSE = 8  # Slow channels per Fast channel
 FUSION_RATIO = 2  # a lateral connection's output channels per Fast channel
 _DEPTHS = (3, 4, 6, 3)  # ResNet-50's res2..res5
 _SLOW_TEMPORAL = (False, False, True, True)  # Slow's conv_a is 3x1x1 in res4 and res5 only
-
-
-def bn(channels: int) -> nn.BatchNorm3d:
-    return nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
 
 
 def slow_frames(clip: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ def round_width(width: float, multiplier: float, divisor: int = 8) -> int:
 
 
 def bn(channels: int) -> nn.BatchNorm3d:
+    """pytorchvideo's 3D batch norm (eps 1e-5, momentum 0.1), for X3D and SlowFast."""
     return nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
 
 
