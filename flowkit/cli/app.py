@@ -65,7 +65,8 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="auto", show_default=True,
                      help="Torch engine's device: auto (CUDA when present), cpu, cuda, cuda:N."),
         click.option("--preset", default="default", show_default=True,
-                     help="TV-L1 parameter set: default (OpenCV's), fast or accurate."),
+                     help="TV-L1 parameter set: default (OpenCV's), fast, accurate, or denseflow "
+                          "(OpenCV's CUDA TV-L1 as denseflow runs it; torch engine)."),
         click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
                      help="An algorithm parameter (repeatable); see the list below."),
     ]

@@ -15,6 +15,7 @@ from flowkit.flow.engines import (
     FlowEngine,
     create_engine,
     engine_class,
+    recorded_params,
     resolve_backend,
     resolve_params,
 )
@@ -106,7 +107,7 @@ class ExtractSettings:
         return {
             "algorithm": self.algorithm,
             "engine": self.backend,
-            "params": resolve_params(self.algorithm, dict(self.params), self.preset),
+            "params": recorded_params(self.algorithm, dict(self.params), self.preset),
             "bound": float(self.bound),
             "size": self.size.describe(),
             "fps": self.fps,

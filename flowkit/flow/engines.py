@@ -21,7 +21,7 @@ import numpy as np
 
 from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
-from flowkit.flow.tvl1_params import TVL1Params
+from flowkit.flow.tvl1_params import VARIANTS, TVL1Params
 from flowkit.params import parse_assignments, parse_bool
 
 
@@ -33,6 +33,8 @@ class Param:
     default: Any
     type: type
     help: str
+    recorded_at_default: bool = True  # False: a later addition, left out of datasets' settings
+    # at its default, so that datasets made before it existed still match on resume
 
     def parse(self, text: str) -> Any:
         """A command-line string to this parameter's type, with a one-line error if it does not fit."""
@@ -106,6 +108,9 @@ TVL1_PARAMS = (
     Param("gamma", 0.0, float, "weight of the illumination-change term (OpenCV's engine only)"),
     Param("median_filtering", _TVL1.median_filtering, int,
           "median filter size before each outer iteration (1: off)"),
+    Param("variant", _TVL1.variant, str,
+          "whose steps (torch engine): optflow (OpenCV's CPU TV-L1) or cudaoptflow (its CUDA one)",
+          recorded_at_default=False),
 )
 
 # Parameter sets for TV-L1, either backend; explicit parameters override them. OpenCV's 5 scales
@@ -113,10 +118,15 @@ TVL1_PARAMS = (
 # other presets go deeper (12 scales: 0.086x). Measured in BENCHMARKS.md: `accurate` matches
 # the default's error on Middlebury, recovers large motions, and converges in fewer iterations;
 # `fast` does about a quarter of the default's iterations for ~5% more error on Middlebury.
+# `denseflow`: OpenCV's CUDA TV-L1 as denseflow and TSN's dense_flow run it, with
+# `cuda::OpticalFlowDual_TVL1::create()`'s defaults (cudaoptflow.hpp: 300 iterations, no median;
+# the other values equal the CPU defaults), and its steps (`variant`; torch engine only).
 TVL1_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"nscales": 10, "warps": 3, "outer_iterations": 2, "epsilon": 0.02},
     "accurate": {"nscales": 12},
+    "denseflow": {"variant": "cudaoptflow", "outer_iterations": 1, "inner_iterations": 300,
+                  "median_filtering": 1},
 }
 
 
@@ -129,6 +139,9 @@ class TVL1Engine(FlowEngine):
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(params)
         p = self.params
+        if p["variant"] != "optflow":
+            raise FlowkitError(f"variant={p['variant']} (preset denseflow) is the torch engine's: OpenCV's CUDA "
+                               "module is not in opencv-python; use --engine torch")
         tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
         tvl1.setTau(p["tau"])
         tvl1.setLambda(p["lambda"])
@@ -262,6 +275,8 @@ class TorchTVL1Engine(FlowEngine):
             raise FlowkitError("the torch TV-L1 has no illumination term: use gamma=0 or --engine opencv")
         if p["median_filtering"] not in (0, 1, 3, 5):
             raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
+        if p["variant"] not in VARIANTS:
+            raise FlowkitError(f"variant must be one of {', '.join(VARIANTS)}, not {p['variant']!r}")
         if p["nscales"] < 1 or p["warps"] < 1 or not 0 < p["scale_step"] < 1:
             raise FlowkitError("nscales and warps must be at least 1, scale_step within (0, 1)")
         resolved = resolve_device(device)
@@ -275,7 +290,7 @@ class TorchTVL1Engine(FlowEngine):
             tau=p["tau"], lambda_=p["lambda"], theta=p["theta"], nscales=p["nscales"],
             warps=p["warps"], epsilon=p["epsilon"], inner_iterations=p["inner_iterations"],
             outer_iterations=p["outer_iterations"], scale_step=p["scale_step"],
-            median_filtering=p["median_filtering"],
+            median_filtering=p["median_filtering"], variant=p["variant"],
         )
         self.solver = tvl1_torch.TVL1Solver(solver_params, resolved, compile=compile)
 
@@ -347,6 +362,15 @@ def resolve_params(algorithm: str, params: Mapping[str, Any] | None = None,
     """Every parameter's value for `algorithm` under `preset` and `params`, without an engine."""
     merged = {**preset_params(algorithm, preset), **(params or {})}
     return engine_class(algorithm, "opencv").resolve(merged)
+
+
+def recorded_params(algorithm: str, params: Mapping[str, Any] | None = None,
+                    preset: str = "default") -> dict[str, Any]:
+    """The resolved parameters a dataset records (and compares on resume): those added later
+    are left out while at their default, so older datasets still match."""
+    resolved = resolve_params(algorithm, params, preset)
+    late = {p.name: p.default for p in engine_class(algorithm, "opencv").PARAMS if not p.recorded_at_default}
+    return {k: v for k, v in resolved.items() if k not in late or v != late[k]}
 
 
 def create_engine(

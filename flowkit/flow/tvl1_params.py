@@ -1,6 +1,9 @@
 """TV-L1's parameters and their defaults, in one place for both engines (OpenCV's and torch's).
 
 The defaults are OpenCV-contrib's `DualTVL1OpticalFlow::create()` (optflow/src/tvl1flow.cpp).
+`variant` picks whose steps the torch engine takes: `optflow` (that CPU implementation) or
+`cudaoptflow` (OpenCV-contrib's CUDA one, `cuda::OpticalFlowDual_TVL1`, which denseflow and
+TSN's dense_flow run; `flowkit.flow.tvl1_torch` lists how the two differ).
 No torch here: the command line lists them without loading torch.
 """
 
@@ -23,3 +26,7 @@ class TVL1Params:
     outer_iterations: int = 10
     scale_step: float = 0.8
     median_filtering: int = 5
+    variant: str = "optflow"
+
+
+VARIANTS = ("optflow", "cudaoptflow")

@@ -7,6 +7,25 @@ followed by up to `outer_iterations` x `inner_iterations` iterations of the thre
 the primal update and the dual update, a median filter of the flow before each outer iteration,
 and a stop once the squared update summed over the image falls to `epsilon^2 * pixels`.
 
+`variant="cudaoptflow"` takes the steps of OpenCV-contrib's CUDA implementation instead
+(`cuda::OpticalFlowDual_TVL1`, cudaoptflow/src/tvl1flow.cpp and cuda/tvl1flow.cu), the one
+denseflow and TSN's dense_flow call with its defaults (preset `denseflow`). It differs from the
+CPU one in more than defaults:
+
+1. No median filter, and one loop of `iterations` (300) per warp, not outer x inner (10 x 30).
+2. The stopping test runs on odd iterations only, and after a test that failed it is skipped
+   until the update summed so far would have fallen below the threshold (the failed error minus
+   `epsilon^2 * pixels` per iteration since): more iterations than the CPU's test after each one.
+3. Warping samples the Catmull-Rom cubic (a = -0.5, weights normalised by their sum) with
+   clamp-to-edge texture reads; the CPU's cv::remap INTER_CUBIC uses a = -0.75 and zero outside.
+4. Resizing (the pyramid and the flow's upsampling) is cuda::resize INTER_LINEAR, which maps an
+   output pixel x to x * (source size / output size), without cv::resize's half-pixel centring:
+   the CUDA pyramid is shifted by up to half a pixel towards the origin.
+5. The same centred image gradients, backward-difference divergence, forward-difference dual
+   step, thresholding and per-scale reset of the dual variables (identical formulas).
+   (The CUDA object also keeps a pyramid cut short by a small frame for the frames after it;
+   flowkit's variant does not copy that, as every frame of a video has one size.)
+
 Many pairs run in one call. Each pair stops on its own rule: a pair that has converged is frozen
 (its values stop changing) and is dropped from the working batch at the next check, so it costs
 no more work and its result does not depend on its batch-mates. Only `gamma = 0` (OpenCV's
@@ -23,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from flowkit.errors import FlowkitError
-from flowkit.flow.tvl1_params import TVL1Params
+from flowkit.flow.tvl1_params import VARIANTS, TVL1Params
 
 _FLOAT_EPS = float(np.finfo(np.float32).eps)
 MIN_SCALE_SIZE = 16  # OpenCV stops building the pyramid below 16 pixels
@@ -54,12 +73,15 @@ def divergence(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
     return v1x + v2y
 
 
-def resize_bilinear(image: torch.Tensor, height: int, width: int, scale_x: float, scale_y: float) -> torch.Tensor:
-    """cv2.resize INTER_LINEAR of (B, H, W): source x = (x + 0.5) * scale_x - 0.5, clamped."""
+def resize_bilinear(image: torch.Tensor, height: int, width: int, scale_x: float, scale_y: float,
+                    centred: bool = True) -> torch.Tensor:
+    """cv2.resize INTER_LINEAR of (B, H, W): source x = (x + 0.5) * scale_x - 0.5, clamped; or,
+    `centred=False`, cv2.cuda.resize's source x = x * scale_x."""
     b, h, w = image.shape
     device, dtype = image.device, image.dtype
-    xs = ((torch.arange(width, device=device, dtype=dtype) + 0.5) * scale_x - 0.5).clamp(0, w - 1)
-    ys = ((torch.arange(height, device=device, dtype=dtype) + 0.5) * scale_y - 0.5).clamp(0, h - 1)
+    half = 0.5 if centred else 0.0
+    xs = ((torch.arange(width, device=device, dtype=dtype) + half) * scale_x - half).clamp(0, w - 1)
+    ys = ((torch.arange(height, device=device, dtype=dtype) + half) * scale_y - half).clamp(0, h - 1)
     grid = torch.stack(torch.meshgrid(
         xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1, indexing="xy"), dim=-1)
     out = F.grid_sample(image[:, None], grid.expand(b, height, width, 2), mode="bilinear",
@@ -75,6 +97,36 @@ def warp_bicubic(images: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> to
         torch.arange(w, device=u1.device, dtype=u1.dtype), indexing="ij")
     grid = torch.stack([(xs + u1) * (2.0 / (w - 1)) - 1, (ys + u2) * (2.0 / (h - 1)) - 1], dim=-1)
     return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+
+
+def _catmull_rom(t: torch.Tensor) -> list[torch.Tensor]:
+    """The a = -0.5 cubic's weights of the taps at offsets -1, 0, 1, 2 from floor(x), t = x - floor(x)."""
+    return [((-0.5 * t + 1.0) * t - 0.5) * t,
+            (1.5 * t - 2.5) * t * t + 1.0,
+            ((-1.5 * t + 2.0) * t + 0.5) * t,
+            (0.5 * t - 0.5) * t * t]
+
+
+def warp_bicubic_clamped(images: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """cudaoptflow's warp of (B, C, H, W) images at x + u1, y + u2: the Catmull-Rom cubic over
+    4 x 4 texels read clamp-to-edge, divided by the weights' sum (tvl1flow.cu, warpBackwardKernel)."""
+    b, c, h, w = images.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=u1.device, dtype=u1.dtype),
+                            torch.arange(w, device=u1.device, dtype=u1.dtype), indexing="ij")
+    x, y = xs + u1, ys + u2
+    x0, y0 = torch.floor(x), torch.floor(y)
+    wx, wy = _catmull_rom(x - x0), _catmull_rom(y - y0)
+    cols = [(x0 + k).clamp(0, w - 1).long() for k in (-1, 0, 1, 2)]
+    rows = [(y0 + k).clamp(0, h - 1).long() * w for k in (-1, 0, 1, 2)]
+    flat = images.reshape(b, c, h * w)
+    out = torch.zeros_like(images)
+    for row, weight_y in zip(rows, wy, strict=True):
+        line = torch.zeros_like(images)
+        for col, weight_x in zip(cols, wx, strict=True):
+            index = (row + col).reshape(b, 1, h * w).expand(b, c, h * w)
+            line += weight_x[:, None] * flat.gather(2, index).reshape(b, c, h, w)
+        out += weight_y[:, None] * line
+    return out / (sum(wx) * sum(wy))[:, None]
 
 
 def median_blur(u: torch.Tensor, size: int) -> torch.Tensor:
@@ -96,20 +148,23 @@ def median_blur_torch(u: torch.Tensor, size: int) -> torch.Tensor:
 def tvl1_iterations(
     u1: torch.Tensor, u2: torch.Tensor, p11: torch.Tensor, p12: torch.Tensor,
     p21: torch.Tensor, p22: torch.Tensor, i1wx: torch.Tensor, i1wy: torch.Tensor,
-    grad: torch.Tensor, rho_c: torch.Tensor, frozen: torch.Tensor,
-    l_t: float, theta: float, taut: float, epsilon: float, count: int,
+    grad: torch.Tensor, rho_c: torch.Tensor, frozen: torch.Tensor, last_error: torch.Tensor,
+    odd: torch.Tensor, l_t: float, theta: float, taut: float, epsilon: float, count: int,
+    gated: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """`count` inner iterations of (B, H, W) tensors, each pair freezing once it has converged.
 
     A pair is frozen after the iteration whose squared update, summed over the image, falls to
     `epsilon^2 * H * W`, exactly where OpenCV stops it; frozen pairs keep their values, so running
-    several iterations per call gives the same result as checking after every one.
-    Returns the new (u1, u2, p11, p12, p21, p22) and the frozen mask.
+    several iterations per call gives the same result as checking after every one. `gated`: the
+    test runs as cudaoptflow's does, on the iterations `odd` marks, once `last_error` (per pair,
+    lowered by the threshold each iteration without a test) has fallen below the threshold.
+    Returns the new (u1, u2, p11, p12, p21, p22), the frozen mask and `last_error`.
     """
     # From the shape, not passed in: a float argument would make torch.compile specialise on
     # its value, and the scales' different sizes would then each need a new compilation.
     scaled_epsilon = epsilon * epsilon * u1.shape[-1] * u1.shape[-2]
-    for _ in range(count):
+    for i in range(count):
         # Thresholding step: v = u + d * grad(I1w), in three cases of the residual rho.
         rho = rho_c + i1wx * u1 + i1wy * u2
         bound = l_t * grad
@@ -130,8 +185,13 @@ def tvl1_iterations(
         p12 = torch.where(keep, p12, (p12 + taut * u1y) / ng1)
         p21 = torch.where(keep, p21, (p21 + taut * u2x) / ng2)
         p22 = torch.where(keep, p22, (p22 + taut * u2y) / ng2)
-        frozen = frozen | (error <= scaled_epsilon)
-    return u1, u2, p11, p12, p21, p22, frozen
+        if gated:
+            tested = odd[i] & (last_error < scaled_epsilon)
+            frozen = frozen | (tested & (error <= scaled_epsilon))
+            last_error = torch.where(tested, error, last_error - scaled_epsilon)
+        else:
+            frozen = frozen | (error <= scaled_epsilon)
+    return u1, u2, p11, p12, p21, p22, frozen, last_error
 
 
 # ---- the solver --------------------------------------------------------------------------------
@@ -156,7 +216,10 @@ class TVL1Solver:
         params = params or TVL1Params()
         if params.median_filtering not in (0, 1, 3, 5):
             raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
+        if params.variant not in VARIANTS:
+            raise FlowkitError(f"variant must be one of {', '.join(VARIANTS)}, not {params.variant!r}")
         self.params = params
+        self.cuda_steps = params.variant == "cudaoptflow"
         self.device = torch.device(device)
         self.check_every = check_every or (5 if self.device.type == "cpu" else 10)
         self._iterations: Callable[..., tuple[torch.Tensor, ...]] = tvl1_iterations
@@ -189,8 +252,9 @@ class TVL1Solver:
             # Upsample to the next finer scale (cv2.resize to a given size) and rescale.
             fh, fw = pyramid[level - 1][0].shape[-2:]
             sx, sy = u1.shape[-1] / fw, u1.shape[-2] / fh
-            u1 = resize_bilinear(u1, fh, fw, sx, sy) / self.params.scale_step
-            u2 = resize_bilinear(u2, fh, fw, sx, sy) / self.params.scale_step
+            centred = not self.cuda_steps
+            u1 = resize_bilinear(u1, fh, fw, sx, sy, centred) / self.params.scale_step
+            u2 = resize_bilinear(u2, fh, fw, sx, sy, centred) / self.params.scale_step
         flow = torch.stack([u1, u2], dim=-1)
         return flow[0] if single else flow
 
@@ -202,7 +266,8 @@ class TVL1Solver:
             nh, nw = round(h * step), round(w * step)
             if nh < MIN_SCALE_SIZE or nw < MIN_SCALE_SIZE:
                 break
-            levels.append(tuple(resize_bilinear(x, nh, nw, 1 / step, 1 / step) for x in levels[-1]))
+            levels.append(tuple(resize_bilinear(x, nh, nw, 1 / step, 1 / step, not self.cuda_steps)
+                                for x in levels[-1]))
         return levels
 
     def _one_scale(self, i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor,
@@ -215,8 +280,9 @@ class TVL1Solver:
         # iteration's inputs, so that torch.compile sees one memory layout and compiles once.
         duals = [torch.zeros(batch, h, w, device=i0.device) for _ in range(4)]
         sources = torch.stack([i1, i1x, i1y], dim=1)
+        warp = warp_bicubic_clamped if self.cuda_steps else warp_bicubic
         for _ in range(p.warps):
-            warped = warp_bicubic(sources, u1, u2)
+            warped = warp(sources, u1, u2)
             i1w, i1wx, i1wy = (warped[:, c].contiguous() for c in range(3))
             grad = i1wx * i1wx + i1wy * i1wy
             rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
@@ -228,7 +294,9 @@ class TVL1Solver:
         p = self.params
         u1, u2, duals = u1.clone(), u2.clone(), [d.clone() for d in duals]
         active = torch.arange(u1.shape[0], device=u1.device)  # pairs still iterating
-        state = [u1, u2, *duals, i1wx, i1wy, grad, rho_c]  # working copies of the active pairs
+        # Working copies of the active pairs; the last: cudaoptflow's error at its last test.
+        state = [u1, u2, *duals, i1wx, i1wy, grad, rho_c, torch.zeros(u1.shape[0], device=u1.device)]
+        done = 0  # iterations run in this warp: cudaoptflow tests on odd ones
         for _ in range(p.outer_iterations):
             if active.numel() == 0:
                 break
@@ -239,10 +307,13 @@ class TVL1Solver:
             while done_inner < p.inner_iterations and active.numel():
                 count = min(self.check_every, p.inner_iterations - done_inner)
                 frozen = torch.zeros(active.numel(), dtype=torch.bool, device=u1.device)
-                *state[:6], frozen = self._iterations(
-                    *state, frozen, l_t, p.theta, taut, p.epsilon, count)
+                odd = (torch.arange(done, done + count, device=u1.device) % 2) == 1
+                *state[:6], frozen, state[10] = self._iterations(
+                    *state[:10], frozen, state[10], odd, l_t, p.theta, taut, p.epsilon, count,
+                    self.cuda_steps)
                 self.iterations_run += int(active.numel()) * count
                 done_inner += count
+                done += count
                 if bool(frozen.any()):
                     # Converged pairs leave: their values go home, the rest keep iterating.
                     finished, keep = active[frozen], ~frozen
