@@ -4,7 +4,7 @@
 
 1. Accuracy: average endpoint error on the Middlebury pairs (RubberWhale, Dimetrodon, Venus) and
    Yosemite from ../shared/testdata (unknown pixels left out), and on two synthetic pairs with
-   large motion (known flow), for OpenCV's defaults and the torch engine's three presets; plus
+   large motion (known flow), for OpenCV's defaults and the torch engine's four presets; plus
    the mean distance between OpenCV's and the torch engine's outputs at equal parameters.
 2. Speed on the CPU: pairs/s at 342x256 on the same real frame pairs (UCF101 clips), for OpenCV
    (N processes x 1 thread, and 1 process x N threads) against the torch engine (compiled and
@@ -42,7 +42,7 @@ from flowkit.synth import Motion, render_frames  # noqa: E402
 from flowkit.video import FrameSize, VideoReader  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "testdata"
-PRESETS = ("default", "fast", "accurate")
+PRESETS = ("default", "fast", "accurate", "denseflow")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -157,6 +157,8 @@ def speed(pairs: list, cores: int, quick: bool) -> list[dict[str, Any]]:
          "processes": cores, "threads": 1},
         {"name": "torch, compiled", "backend": "torch", "preset": "accurate", "compile": True,
          "processes": cores, "threads": 1},
+        {"name": "torch, compiled", "backend": "torch", "preset": "denseflow", "compile": True,
+         "processes": cores, "threads": 1},
     ]
     if quick:
         configs = configs[:3]
@@ -193,14 +195,18 @@ def gpu_batches(pairs: list) -> list[dict[str, Any]] | str:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = ["### Accuracy (average endpoint error, px; lower is better)", ""]
-    epe = results["accuracy"]["epe"]
-    columns = ["opencv default", *(f"torch {p}" for p in PRESETS)]
-    lines.append("| pair | " + " | ".join(columns) + " | torch default vs OpenCV, px |")
-    lines.append("| --- " * (len(columns) + 2) + "|")
-    for name, row in epe.items():
-        agree = results["accuracy"]["torch_vs_opencv_px"][name]
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + f" | {agree:.4f} |")
+    lines: list[str] = []
+    if "accuracy" in results:
+        lines += ["### Accuracy (average endpoint error, px; lower is better)", ""]
+        epe = results["accuracy"]["epe"]
+        columns = ["opencv default", *(f"torch {p}" for p in PRESETS)]
+        lines.append("| pair | " + " | ".join(columns) + " | torch default vs OpenCV, px |")
+        lines.append("| --- " * (len(columns) + 2) + "|")
+        for name, row in epe.items():
+            agree = results["accuracy"]["torch_vs_opencv_px"][name]
+            lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + f" | {agree:.4f} |")
+    if "speed" not in results:
+        return "\n".join(lines)
     lines += ["", f"### Speed on the CPU ({results['speed_pairs']} pairs at 342x256)", "",
               "| engine | preset | processes x threads | pairs/s | vs OpenCV best | warm-up s |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -222,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few pairs, three configurations")
     parser.add_argument("--out", type=Path, default=None, help="write every figure here as JSON")
+    parser.add_argument("--section", choices=("all", "accuracy", "speed"), default="all")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     results: dict[str, Any] = {
@@ -235,13 +242,15 @@ def main() -> None:
     pairs = accuracy_pairs()
     if args.quick:
         pairs = [p for p in pairs if p[0] in ("RubberWhale", "synthetic pan 20 px")]
-    print("accuracy...", file=sys.stderr, flush=True)
-    results["accuracy"] = accuracy(pairs)
-    timed = speed_pairs(6 if args.quick else 40)
-    results["speed_pairs"] = len(timed)
-    print("speed...", file=sys.stderr, flush=True)
-    results["speed"] = speed(timed, cores, args.quick)
-    results["gpu"] = gpu_batches(timed)
+    if args.section in ("all", "accuracy"):
+        print("accuracy...", file=sys.stderr, flush=True)
+        results["accuracy"] = accuracy(pairs)
+    if args.section in ("all", "speed"):
+        timed = speed_pairs(6 if args.quick else 40)
+        results["speed_pairs"] = len(timed)
+        print("speed...", file=sys.stderr, flush=True)
+        results["speed"] = speed(timed, cores, args.quick)
+        results["gpu"] = gpu_batches(timed)
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["seconds"] = time.perf_counter() - start
     print(report(results))
