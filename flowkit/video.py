@@ -246,6 +246,17 @@ class VideoReader:
             yield ts, _resize(frame, self.width, self.height)
 
 
+def header_frame_count(path: str | Path) -> int:
+    """The frame count a video's header claims (0 when it claims none or cannot be opened):
+    cheap, no decoding; an estimate, since headers can be off by a frame or more."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    return int(count) if count and np.isfinite(count) and count > 0 else 0
+
+
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     h, w = frame.shape[:2]
     if (w, h) == (width, height):

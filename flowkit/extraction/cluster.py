@@ -151,13 +151,14 @@ class DaskRunner:
         """Every video's outcome as its task ends; `on_pairs` hears each finished video's pairs."""
         from dask.distributed import as_completed
 
-        settings_json = canonical_settings(self.settings.fingerprint)
+        settings = self.settings.compiling_for(todo)
+        settings_json = canonical_settings(settings.fingerprint)
         batches = [todo[i : i + self.task_size] for i in range(0, len(todo), self.task_size)]
         futures = []
         for batch in batches:
             name = task_name(batch, settings_json, self.shard_dir)
             futures.append(self.client.submit(
-                extract_task, batch, self.shard_dir, self.settings, name,
+                extract_task, batch, self.shard_dir, settings, name,
                 pure=False, retries=3, key=f"flowkit-extract-{name}-{self.token}"))
         try:
             for future in as_completed(futures):

@@ -37,14 +37,15 @@ class LocalRunner:
         """Every video's outcome as it finishes; `on_pairs` hears pair counts while they run."""
         workers = max(1, min(self.jobs, len(todo)))
         threads = self.threads or max(1, available_cores() // workers)
+        settings = self.settings.compiling_for(todo)
         if workers == 1:
             for video in todo:
-                yield extract_video(video, self.staging_dir, self.settings, threads, on_pairs)
+                yield extract_video(video, self.staging_dir, settings, threads, on_pairs)
             return
         receiver = ProgressReceiver(on_pairs)
         try:
             tasks = (
-                delayed(extract_video)(v, self.staging_dir, self.settings, threads, receiver.sender,
+                delayed(extract_video)(v, self.staging_dir, settings, threads, receiver.sender,
                                        os.getpid())
                 for v in todo
             )

@@ -6,15 +6,19 @@ is one line and exit 2 instead of a run that hangs or stores meaningless codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
+from flowkit.flow.compile_cache import tvl1_is_warm, worth_compiling
 from flowkit.flow.engines import (
     FlowEngine,
     create_engine,
     engine_class,
+    has_cxx_compiler,
     recorded_params,
     resolve_backend,
     resolve_params,
@@ -23,7 +27,7 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 from flowkit.params import check_count, check_positive
 from flowkit.store.format import ENCODING_JPEG, FLOW_ENCODINGS, FORMAT_VERSION
 from flowkit.store.staging import DEFAULT_COMPRESSION, DEFAULT_QUALITY
-from flowkit.video import FrameSize
+from flowkit.video import FrameSize, VideoFile, header_frame_count
 
 DEFAULT_SHORT_SIDE = 256
 MAX_FPS = 1000.0  # beyond any camera's rate; resampling to it repeats every source frame
@@ -72,6 +76,7 @@ class ExtractSettings:
     flow_format: str = ENCODING_JPEG
     flow_quality: int = DEFAULT_QUALITY
     compression: int = DEFAULT_COMPRESSION  # raw flow's deflate level: lossless, not fingerprinted
+    compile: bool | None = None  # torch engine: None decides from the job (`compiling_for`); not fingerprinted
 
     def validate(self) -> None:
         check_positive("--bound", self.bound)
@@ -98,8 +103,28 @@ class ExtractSettings:
         if self.backend == "torch":
             return engine_class(self.algorithm, "torch")(
                 resolve_params(self.algorithm, dict(self.params), self.preset), device=self.device,
-                batch_size=self.batch_size)
-        return create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset)
+                batch_size=self.batch_size, compile=self.compile)
+        return create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset,
+                             compile=self.compile)
+
+    def compiling_for(self, videos: Sequence[VideoFile]) -> ExtractSettings:
+        """These settings with torch.compile decided for a job of `videos`: on a CPU, compiled
+        only when the job's pairs repay the compilation (fewer needed when the kernels are
+        already in the cache); on a GPU, compiled. Frame counts come from the videos' headers,
+        read until the answer is known."""
+        if self.compile is not None or self.backend != "torch":
+            return self
+        if resolve_device(self.device).type != "cpu":
+            return replace(self, compile=True)
+        if not has_cxx_compiler():
+            return replace(self, compile=False)
+        warm = tvl1_is_warm()
+        pairs = 0
+        for video in videos:
+            pairs += max(header_frame_count(video.path) - 1, 0) // self.step * (2 if self.backward else 1)
+            if worth_compiling(pairs, warm):
+                return replace(self, compile=True)
+        return replace(self, compile=False)
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:

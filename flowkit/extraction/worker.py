@@ -51,7 +51,7 @@ _ENGINES: dict[tuple, FlowEngine] = {}
 def engine_for(settings: ExtractSettings) -> FlowEngine:
     """One engine per worker process and settings, reused across its videos."""
     key = (settings.algorithm, settings.params, settings.backend, settings.device, settings.preset,
-           settings.batch_size)
+           settings.batch_size, settings.compile)
     if key not in _ENGINES:
         _ENGINES[key] = settings.make_engine()
     return _ENGINES[key]

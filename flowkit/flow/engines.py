@@ -9,10 +9,11 @@ attributes and the docs all come from the same place.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -253,7 +254,12 @@ class TorchTVL1Engine(FlowEngine):
     """flowkit's TV-L1 in PyTorch (flowkit.flow.tvl1_torch): OpenCV's algorithm, batched, any device.
 
     `device` is `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`. `compile` fuses the inner
-    iterations with torch.compile; by default on whenever it can be (a C++ compiler for CPU).
+    iterations with torch.compile; by default on whenever it can be (a C++ compiler for CPU); an
+    extraction decides it from its pair count (`flowkit.flow.compile_cache.worth_compiling`).
+    On a CPU each call runs on `threads` intra-op threads, 1 unless `set_threads` says more: a
+    frame's tensors are too small to share, and with 2 threads an eager pair took 60x longer
+    when another process kept a core busy (OpenMP's threads waiting for each other; BENCHMARKS.md).
+    Parallelism comes from worker processes instead.
     """
 
     algorithm = "tvl1"
@@ -284,6 +290,7 @@ class TorchTVL1Engine(FlowEngine):
         if compile is None:
             compile = resolved.type == "cuda" or has_cxx_compiler()
         self.compiled = compile
+        self.threads = 1
         self.fixed_batch = batch_size
         self.batch_size = batch_size or (1 if resolved.type == "cpu" else 32)
         solver_params = TVL1Params(
@@ -295,7 +302,22 @@ class TorchTVL1Engine(FlowEngine):
         self.solver = tvl1_torch.TVL1Solver(solver_params, resolved, compile=compile)
 
     def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        return self.solver.flow(prev, nxt).cpu().numpy()
+        with self._own_threads():
+            return self.solver.flow(prev, nxt).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _own_threads(self) -> Iterator[None]:
+        """torch's intra-op thread count set to this engine's for the call, then restored."""
+        import torch
+
+        before = torch.get_num_threads()
+        if before != self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
 
     def batch_size_for(self, height: int, width: int) -> int:
         """On a CPU, one pair at a time for frames of 256 lines (measured fastest: the working set
@@ -305,14 +327,13 @@ class TorchTVL1Engine(FlowEngine):
         return int(max(1, min(32, 2 ** np.floor(np.log2(65536 / (height * width))))))
 
     def calc_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> list[np.ndarray]:
-        flows = self.solver.flow(np.stack(prevs), np.stack(nexts)).cpu().numpy()
+        with self._own_threads():
+            flows = self.solver.flow(np.stack(prevs), np.stack(nexts)).cpu().numpy()
         return list(flows)
 
     def set_threads(self, threads: int) -> None:
-        import torch
-
         super().set_threads(threads)
-        torch.set_num_threads(max(1, int(threads)))
+        self.threads = max(1, int(threads))
 
 
 def has_cxx_compiler() -> bool:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from flowkit.errors import FlowkitError
+from flowkit.flow import compile_cache
 from flowkit.flow.tvl1_params import VARIANTS, TVL1Params
 
 _FLOAT_EPS = float(np.finfo(np.float32).eps)
@@ -223,12 +224,15 @@ class TVL1Solver:
         self.device = torch.device(device)
         self.check_every = check_every or (5 if self.device.type == "cpu" else 10)
         self._iterations: Callable[..., tuple[torch.Tensor, ...]] = tvl1_iterations
+        self.compiled = compile
         if compile:
+            compile_cache.use_cache_dir()
             # A few variants get compiled (one pair or many; small or large scales); more than
             # dynamo's default limit of 8 would silently fall back to eager for the rest.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self._iterations = torch.compile(tvl1_iterations, dynamic=True)
         self.iterations_run = 0  # inner iterations summed over pairs: the real cost
+        self._marked_warm = False
 
     @torch.no_grad()
     def flow(self, prev: torch.Tensor | np.ndarray, nxt: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -256,6 +260,9 @@ class TVL1Solver:
             u1 = resize_bilinear(u1, fh, fw, sx, sy, centred) / self.params.scale_step
             u2 = resize_bilinear(u2, fh, fw, sx, sy, centred) / self.params.scale_step
         flow = torch.stack([u1, u2], dim=-1)
+        if self.compiled and not self._marked_warm:
+            compile_cache.mark_tvl1_warm()
+            self._marked_warm = True
         return flow[0] if single else flow
 
     def _pyramid(self, i0: torch.Tensor, i1: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

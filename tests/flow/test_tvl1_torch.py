@@ -166,11 +166,16 @@ def test_parameters_reach_the_solver():
     assert not torch.allclose(coarse, TVL1Solver().flow(prev, nxt))
 
 
-def test_compiled_solver_matches_eager():
+def test_compiled_solver_matches_eager_and_marks_the_cache_warm():
+    from flowkit.flow import compile_cache
+
+    compile_cache._marker().unlink(missing_ok=True)
     prev, nxt, _ = _gray_pair(Motion(dx=1.0, dy=0.5), 64, 48)
     eager = TVL1Solver().flow(prev, nxt).numpy()
+    assert not compile_cache.tvl1_is_warm()  # an eager run compiles nothing
     compiled = TVL1Solver(compile=True).flow(prev, nxt).numpy()
     assert np.abs(compiled - eager).max() < 0.05
+    assert compile_cache.tvl1_is_warm()  # the next small job may compile too
 
 
 # ---- the engine ---------------------------------------------------------------------------------
@@ -185,6 +190,23 @@ def test_engine_computes_single_pairs_and_batches_alike():
     assert single[0].shape == (72, 96, 2) and single[0].dtype == np.float32
     for a, b in zip(single, batch, strict=True):
         assert np.allclose(a, b, atol=1e-5)
+
+
+def test_engine_runs_on_its_own_thread_count_and_restores_the_processs():
+    engine = create_engine("tvl1", backend="torch", device="cpu", compile=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with engine._own_threads():
+            assert torch.get_num_threads() == 1  # one thread per engine unless told more
+        engine.set_threads(2)
+        with engine._own_threads():
+            assert torch.get_num_threads() == 2
+        engine.set_threads(1)
+        engine.calc(*_gray_pair(Motion(dx=1.0))[:2])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_engine_settings_errors_are_one_line():
