@@ -162,7 +162,7 @@ class S3D(nn.Module):
     ModelInfo(
         name="s3d", summary="S3D, separable 3D Inception (torchvision's)", channels=(3,),
         frames=16, size=224, values="kinetics", first_conv="features.0.0.0",
-        classifier="classifier.1",
+        classifier="classifier.1", layouts=("inception-v1",),
         # torchvision/models/video/s3d.py, S3D_Weights.KINETICS400_V1 meta "num_params": 8320048
         params=8_320_048, paper=_PAPER,
     )
@@ -176,7 +176,7 @@ def s3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2) -> S3D:
     ModelInfo(
         name="s3d_g", summary="S3D-G, S3D with feature gating (TF-slim's places)", channels=(3,),
         frames=16, size=224, values="kinetics", first_conv="features.0.0.0",
-        classifier="classifier.1",
+        classifier="classifier.1", layouts=("inception-v1",),
         # S3D's 8,320,048 plus one bias-free C x C gate after Conv2d_2c_3x3 (192) and on each
         # branch of the nine Inception blocks (TF-slim s3dg.py / i3d_utils.py): 1,219,328 more.
         params=9_539_376, paper=_PAPER,
