@@ -134,6 +134,17 @@ def test_the_metadata_names_every_convolution_that_takes_the_input(name: str) ->
     assert tuple(takes_input) == model_info(name).stems
 
 
+@pytest.mark.parametrize("name", ["i3d", "s3d", "x3d_xs", "mc3_18", "convnet_lstm"])
+def test_a_flow_clip_network_starts_from_rgb_weights(name: str) -> None:
+    rgb = create_model(name, num_classes=4).state_dict()
+    model = create_model(name, num_classes=4, in_chans=2)
+    init_from_state(model, rgb)
+    (stem,) = model_info(name).stems
+    state = model.state_dict()
+    assert torch.equal(state[f"{stem}.weight"], cross_modality_weight(rgb[f"{stem}.weight"], 2))
+    assert all(torch.equal(v, rgb[k]) for k, v in state.items() if k != f"{stem}.weight")
+
+
 def test_a_flow_slowfast_starts_both_stems_from_rgb_weights() -> None:
     rgb = random_state(pytorchvideo_slowfast_shapes(num_classes=400))
     model = create_model("slowfast_r50", num_classes=5, in_chans=2)
