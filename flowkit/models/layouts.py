@@ -121,8 +121,8 @@ _S3D_OWN = re.compile(r"^features\.[03]\.[12]\.|\.branch[12]\.1\.1\.|\.gates\.")
 
 def _inception_v1_name(key: str, info: ModelInfo) -> str:
     """The 2D Inception-v1's name of an S3D key with a 2D counterpart: `features.0.0.0.weight`
-    is `features.conv1a.conv.weight`, `features.5.branch1.1.0.1.bias` `features.mixed3b.b1b.bn.bias`,
-    the classifier `fc`."""
+    is `features.conv1a.conv.weight`, `features.5.branch1.1.0.1.bias`
+    `features.mixed3b.b1b.bn.bias`, the classifier `fc`."""
     if key.startswith(f"{info.classifier}."):
         return "fc." + key.rsplit(".", 1)[1]
     path, unit, tensor = key.rsplit(".", 2)  # unit: 0 the convolution, 1 its BN
@@ -139,7 +139,13 @@ def identity_temporal(model: nn.Module) -> dict[str, Tensor]:
     S3D as the identity: kernel 1 at the centre tap from each channel to itself and 0 elsewhere,
     BN of scale 1, shift 0, mean 0 and variance 1 - eps, so that in eval mode it gives its input
     (non-negative: it follows a ReLU) back exactly, at every time step, clip ends included
-    (zero padding meets only zero taps) and at time stride 2 (it keeps every other step)."""
+    (zero padding meets only zero taps) and at time stride 2 (it keeps every other step).
+
+    torchvision's s3d.py has no inflation (its weights come trained on Kinetics), and the S3D
+    paper's text does not say how its temporal kernels start; IBM/action-recognition-pytorch's
+    `inflate_from_2d_model` leaves them random. A centre tap is Girdhar et al.'s "center"
+    inflation (Detect-and-Track, CVPR 2018) of the temporal factor alone: the start that keeps
+    the boring-video identity exact. The choice is flowkit's."""
     state: dict[str, Tensor] = {}
     for name, module in model.named_modules():
         if not isinstance(module, TemporalSeparableConv):

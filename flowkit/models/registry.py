@@ -35,7 +35,8 @@ class ModelInfo:
     `kinetics`: torchvision's Kinetics mean/std; `x3d`: pytorchvideo's 0.45/0.225).
     `first_conv` and `classifier`: module names (None for two-tower networks, which have one of
     each per tower); `other_stems`: the other convolutions that take the input (SlowFast's Fast
-    pathway stem), which cross-modality initialisation treats as `first_conv`. `params`: the parameter count. `layouts`: the other projects' checkpoint
+    pathway stem), which cross-modality initialisation treats as `first_conv`. `params`: the
+    parameter count. `layouts`: the other projects' checkpoint
     layouts `flowkit.models.weights` converts for it. `backbone`: for a wrapper whose weights are
     those of one inner registered network (TSN), that submodule's name.
     """

@@ -14,7 +14,8 @@ after Conv2d_2c_3x3 and on the output of each of an Inception block's four branc
 multiplies every channel by sigmoid(W mean(x)), W a C x C 1x1x1 convolution; the paper writes
 a bias b too, TF-slim's code has none, and this follows the code. Everything else is the S3D
 above, under the same names (the gates are `features.3.2` and each block's `gates`), so
-torchvision's S3D weights start it with only the gates left fresh.
+torchvision's S3D weights start it with only the gates left fresh. Both also start from flowkit's
+2D Inception-v1 by inflation (`load_init`, `inflate_state_dict`; the names in `layouts.py`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checkpoints into the networks: loading, and converting other projects' layouts.
+"""Checkpoints into the networks: reading files, inflation, cross-modality initialisation, loading.
 
 `load_init` starts a model from a checkpoint file, reading the model's metadata (`ModelInfo`:
 first convolution, classifier, dimensions, the layouts it reads) rather than guessing from key
@@ -14,8 +14,9 @@ Inflation (Carreira & Zisserman 2017) turns a 2D network's weights into its 3D t
 k x k kernel is repeated N times along time and divided by N, so that a "boring video" (one image
 repeated) gives the 3D network the 2D network's activations. S3D's separable convolutions
 inflate as a 1 x k x k spatial kernel (the 2D one) and a k x 1 x 1 temporal one started as the
-identity (`layouts.identity_temporal`), which keeps that property exactly. Cross-modality initialisation (TSN,
-Wang et al. 2016, section 3.2) starts a flow or RGB-difference network from RGB weights.
+identity (`layouts.identity_temporal`), which keeps that property exactly. Cross-modality
+initialisation (TSN, Wang et al. 2016, section 3.2) starts a flow or RGB-difference network from
+RGB weights, at every convolution that takes the input (`ModelInfo.stems`).
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ def _state_dict(state: object, label: str) -> dict[str, Tensor]:
         entry = next((state[k] for k in WRAPPERS if isinstance(state.get(k), Mapping)), None)
         state = state if entry is None else entry
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        names = [str(k) for k in state][:6] if isinstance(state, Mapping) else []
-        entries = f" with entries {', '.join(names[:5])}{', ...' * (len(names) > 5)}" if names else ""
+        names = [str(k) for k in state] if isinstance(state, Mapping) else []
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        entries = f" with entries {shown}" if names else ""
         raise FlowkitError(
             f"{label} is not a PyTorch state dict (found {type(state).__name__}{entries})"
         )
@@ -282,4 +284,3 @@ def _check_fit(
 
 def _in(key: str, module: str | None) -> bool:
     return module is not None and key.startswith(f"{module}.")
-

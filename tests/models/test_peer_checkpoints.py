@@ -19,7 +19,8 @@ from flowkit.models.registry import clip_networks, model_info
 def random_state(shapes: dict) -> dict[str, torch.Tensor]:
     """A state dict of the peer's keys and shapes, every tensor random (counters: integers)."""
     generator = torch.Generator().manual_seed(0)
-    return {k: torch.randn(s, generator=generator) if s else torch.tensor(7) for k, s in shapes.items()}
+    return {k: torch.randn(s, generator=generator) if s else torch.tensor(7)
+            for k, s in shapes.items()}  # fmt: skip
 
 
 def an_optimizer_state() -> dict:
@@ -90,8 +91,9 @@ def test_a_hara_cvpr2018_checkpoint_loads_without_its_dataparallel_prefix(tmp_pa
     source = {k: v for k, v in random_state(hara_layout(18, "A")).items()
               if not k.endswith("num_batches_tracked")}  # fmt: skip
     state = {f"module.{k}": v for k, v in source.items()}
-    torch.save({"epoch": 201, "arch": "resnet-18", "state_dict": state,
-                "optimizer": an_optimizer_state()}, tmp_path / "resnet-18-kinetics.pth")  # fmt: skip
+    checkpoint = {"epoch": 201, "arch": "resnet-18", "state_dict": state,
+                  "optimizer": an_optimizer_state()}  # fmt: skip
+    torch.save(checkpoint, tmp_path / "resnet-18-kinetics.pth")
     model = create_model("hara_r3d_18", shortcut="A")
     load_init(model, tmp_path / "resnet-18-kinetics.pth")
     assert_loaded(model, source)

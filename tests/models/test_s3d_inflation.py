@@ -18,7 +18,8 @@ def _boring(net2d: torch.nn.Module, net3d: S3D, size: int, frames: int = 16):
     clip = image.unsqueeze(2).expand(-1, -1, frames, -1, -1)
     with torch.no_grad():
         features2d, features3d = net2d.forward_features(image), net3d.forward_features(clip)
-        return features2d, features3d, net2d.forward_head(features2d), net3d.forward_head(features3d)
+        logits2d, logits3d = net2d.forward_head(features2d), net3d.forward_head(features3d)
+    return features2d, features3d, logits2d, logits3d
 
 
 def test_inflated_s3d_on_a_boring_video_gives_the_2d_activations_and_logits(
@@ -84,7 +85,8 @@ def test_load_init_starts_s3d_and_s3d_g_from_an_inception_v1_file(tmp_path, in_c
         stem = cross_modality_weight(stem, in_chans)
     assert torch.equal(plain.features[0][0][0].weight, stem.unsqueeze(2))
     block = plain.features[9]  # Mixed_4c
-    assert torch.equal(block.branch2[1][0][0].weight, net2d.features.mixed4c.b2b.conv.weight.unsqueeze(2))
+    spatial = net2d.features.mixed4c.b2b.conv.weight.unsqueeze(2)
+    assert torch.equal(block.branch2[1][0][0].weight, spatial)
     assert torch.equal(block.branch3[1][1].running_var, net2d.features.mixed4c.b3b.bn.running_var)
     assert torch.equal(plain.classifier[1].weight, classifier)
     for key, value in gated.state_dict().items():  # S3D-G: S3D's tensors, its gates fresh
