@@ -141,9 +141,9 @@ def identity_temporal(model: nn.Module) -> dict[str, Tensor]:
     (non-negative: it follows a ReLU) back exactly, at every time step, clip ends included
     (zero padding meets only zero taps) and at time stride 2 (it keeps every other step).
 
-    torchvision's s3d.py has no inflation (its weights come trained on Kinetics), and the S3D
-    paper's text does not say how its temporal kernels start; IBM/action-recognition-pytorch's
-    `inflate_from_2d_model` leaves them random. A centre tap is Girdhar et al.'s "center"
+    torchvision's s3d.py has no inflation (its weights come trained on Kinetics) and no rule of
+    the S3D paper is followed here; IBM/action-recognition-pytorch's `inflate_from_2d_model`
+    leaves these kernels random. A centre tap is Girdhar et al.'s "center"
     inflation (Detect-and-Track, CVPR 2018) of the temporal factor alone: the start that keeps
     the boring-video identity exact. The choice is flowkit's."""
     state: dict[str, Tensor] = {}
