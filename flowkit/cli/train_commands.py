@@ -57,7 +57,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command(epilog=_config_epilog())
 @click.option("--modality", type=click.Choice(["rgb", "flow", "rgbdiff"]), required=True)
 @click.option("--init", "init_file", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint (ImageNet 2D weights, pytorch-i3d, a flowkit run's).")
+              help="Start from this checkpoint (ImageNet 2D weights, pytorch-i3d, pytorchvideo "
+                   "or SlowFast .pyth, Hara's, a flowkit run's).")
 @training_options
 def train(modality: str, init_file: Path | None, data: Path, labels: Path | None, label_format: str,
           split: int, test_list: Path | None, pipeline: Path | None, arch: str | None,

@@ -52,6 +52,7 @@ from .weights import (
     cross_modality_weight,
     inflate_state_dict,
     inflate_weight,
+    init_from_state,
     load_init,
     load_pytorch_i3d,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "inflate_state_dict",
     "inflate_weight",
     "info_of",
+    "init_from_state",
     "late_fusion",
     "list_models",
     "load_init",

@@ -34,7 +34,9 @@ class ModelInfo:
     `hara_kinetics`: Hara's Kinetics mean/std; `mmaction_c3d`: RGB 0-255 minus [104, 117, 128];
     `kinetics`: torchvision's Kinetics mean/std; `x3d`: pytorchvideo's 0.45/0.225).
     `first_conv` and `classifier`: module names (None for two-tower networks, which have one of
-    each per tower). `params`: the parameter count. `layouts`: the other projects' checkpoint
+    each per tower); `other_stems`: the other convolutions that take the input (SlowFast's Fast
+    pathway stem), which cross-modality initialisation treats as `first_conv`. `params`: the
+    parameter count. `layouts`: the other projects' checkpoint
     layouts `flowkit.models.weights` converts for it. `backbone`: for a wrapper whose weights are
     those of one inner registered network (TSN), that submodule's name.
     """
@@ -51,6 +53,7 @@ class ModelInfo:
     paper: str
     layouts: tuple[str, ...] = ()
     backbone: str | None = None
+    other_stems: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.values not in VALUES:
@@ -60,6 +63,11 @@ class ModelInfo:
     def dims(self) -> int:
         """2 for image networks, 3 for clip networks."""
         return 3 if self.frames > 1 else 2
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """Every convolution that takes the input: `first_conv`, then `other_stems`."""
+        return () if self.first_conv is None else (self.first_conv, *self.other_stems)
 
 
 _MODELS: dict[str, tuple[Callable[..., nn.Module], ModelInfo]] = {}

