@@ -57,3 +57,14 @@ def test_hidden_two_stream_is_a_clip_arch():
     config = TrainConfig(arch="hidden_two_stream", clip_length=11)
     config.validate()
     assert config.clips
+
+
+def test_extract_with_motionnet_and_no_weights_stops_before_any_work(tmp_path, make_video):
+    make_video("a/one.mkv", Motion(dx=1.5), frames=4)
+    out = tmp_path / "out.h5"
+    result, output = invoke("extract", tmp_path / "videos", out, "--algorithm", "motionnet", "-q")
+    assert result.exit_code == EXIT_BAD_INPUT
+    lines = output.strip().splitlines()
+    assert lines == ["error: motionnet needs trained weights: --weights FILE "
+                     "(write them with flowkit fit-motionnet)"], output
+    assert not out.exists()
