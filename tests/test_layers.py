@@ -2,8 +2,8 @@
 imports only down the layers, no module over 450 lines, at most 8 loose modules in flowkit/.
 
 The layers, lowest first (docs/ARCHITECTURE.md): base (errors, params, devices, the package) →
-video → flow → store → extraction | data (peers) → rawframes → models (torch and base only) →
-training → cli.
+video → flow → store → extraction | data (peers) → rawframes → models (torch, base, and flow
+for MotionNet) → training → cli.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "extraction": {"base", "video", "flow", "store"},
     "data": {"base", "video", "flow", "store"},
     "rawframes": {"base", "video", "flow", "store", "extraction", "data"},
-    "models": {"base"},
+    "models": {"base", "flow"},  # flow: MotionNet, a flow estimator (hidden two-stream)
     "training": {"base", "video", "flow", "store", "data", "models"},
     "cli": {"base", "video", "synth", "flow", "store", "extraction", "data", "rawframes", "models",
             "training"},

@@ -48,7 +48,7 @@ def engine_epilog() -> str:
 
     lines = ["\b", "Parameters of each algorithm (--param NAME=VALUE), with defaults:"]
     for name in ALGORITHMS:
-        params = engine_class(name, "opencv").PARAMS
+        params = engine_class(name, "auto").PARAMS
         lines.append(f"  {name}: " + ", ".join(f"{p.name}={p.default}" for p in params))
     lines.append("TV-L1 presets (--preset), applied before --param:")
     for name, values in TVL1_PRESETS.items():
@@ -57,9 +57,11 @@ def engine_epilog() -> str:
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--algorithm, --engine, --device, --preset and --param, shared by `extract` and `flow`."""
+    """--algorithm, --engine, --device, --preset, --param and --weights, shared by `extract` and
+    `flow`."""
     options = [
-        click.option("--algorithm", default="tvl1", show_default=True, help="tvl1, dis or farneback."),
+        click.option("--algorithm", default="tvl1", show_default=True,
+                     help="tvl1, dis, farneback or motionnet (needs --weights)."),
         click.option("--engine", default="auto", show_default=True,
                      help="tvl1 on opencv or torch (flowkit's own TV-L1); auto: torch, the faster."),
         click.option("--device", default="auto", show_default=True,
@@ -69,10 +71,22 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "(OpenCV's CUDA TV-L1 as denseflow runs it; torch engine)."),
         click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
                      help="An algorithm parameter (repeatable); see the list below."),
+        click.option("--weights", type=click.Path(path_type=Path), default=None,
+                     help="motionnet's weights file (flowkit fit-motionnet); --param weights=FILE."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def engine_params(params: tuple[str, ...], weights: Path | None) -> dict[str, str]:
+    """`--param` pairs and `--weights` as one dict of engine parameters."""
+    from flowkit.flow.engines import parse_params
+
+    merged = parse_params(params)
+    if weights is not None:
+        merged["weights"] = str(weights)
+    return merged
 
 
 def label_option_list() -> list[Callable[..., Any]]:

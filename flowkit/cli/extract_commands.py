@@ -15,6 +15,7 @@ from flowkit.cli.app import (
     echo_failures,
     engine_epilog,
     engine_options,
+    engine_params,
 )
 from flowkit.flow.quantize import DEFAULT_BOUND
 
@@ -57,7 +58,7 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: failures and a summary only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str, engine: str,
-            device: str, preset: str, params: tuple[str, ...], short_side: int | None, fixed_size: str | None, no_resize: bool,
+            device: str, preset: str, params: tuple[str, ...], weights: Path | None, short_side: int | None, fixed_size: str | None, no_resize: bool,
             bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
             flow_format: str, flow_quality: int, compression: int, jobs: int | None,
             threads: int | None, batch_size: int | None, force: bool, shard_size: float, scheduler: str | None,
@@ -68,11 +69,9 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     """
     from flowkit.extraction.pipeline import extract as run_extract
     from flowkit.extraction.settings import ExtractSettings, frame_size, shard_bytes
-    from flowkit.flow.engines import parse_params
-
     size = frame_size(short_side, fixed_size, no_resize)
     settings = ExtractSettings(
-        algorithm=algorithm, params=tuple(sorted(parse_params(params).items())), engine=engine,
+        algorithm=algorithm, params=tuple(sorted(engine_params(params, weights).items())), engine=engine,
         device=device, preset=preset, bound=bound,
         size=size, fps=fps, step=step, backward=backward, rgb=rgb, rgb_quality=rgb_quality,
         flow_format=flow_format, flow_quality=flow_quality, compression=compression,

@@ -10,6 +10,7 @@ from flowkit.cli.app import (
     cli,
     engine_epilog,
     engine_options,
+    engine_params,
 )
 from flowkit.errors import FlowkitError
 
@@ -40,14 +41,15 @@ def synth(folder: Path, kind: str, videos_per_class: int, test_per_class: int, f
               help="A .flo file (Middlebury format) or a .png picture (colour wheel).")
 @engine_options
 def flow(frame1: Path, frame2: Path, output: Path, algorithm: str, engine: str, device: str,
-         preset: str, params: tuple[str, ...]) -> None:
+         preset: str, params: tuple[str, ...], weights: Path | None) -> None:
     """Optical flow from the image FRAME1 to the image FRAME2."""
-    from flowkit.flow.engines import create_engine, parse_params, resolve_backend
+    from flowkit.flow.engines import create_engine, resolve_backend
     from flowkit.flow.pairs import flow_between_files, write_flow_file
 
     backend = resolve_backend(algorithm, engine)
     # One pair never repays torch.compile's start-up cost.
-    flow_engine = create_engine(algorithm, parse_params(params), backend, device, preset, compile=False)
+    flow_engine = create_engine(algorithm, engine_params(params, weights), backend, device, preset,
+                                compile=False)
     result, seconds = flow_between_files(flow_engine, frame1, frame2)
     write_flow_file(output, result)
     speed = float((result**2).sum(axis=-1).mean() ** 0.5)
@@ -69,3 +71,38 @@ def flow_error(estimate: Path, truth: Path) -> None:
     known = known_mask(gt)
     click.echo(f"EPE {endpoint_error(est, gt):.4f} px  AE {angular_error(est, gt):.3f} deg  "
                f"({known.mean():.1%} of pixels known)")
+
+
+@cli.command("fit-motionnet")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="The weights file to write (for --algorithm motionnet --weights).")
+@click.option("--steps", type=int, default=2000, show_default=True, help="Adam steps.")
+@click.option("--frames", type=int, default=2, show_default=True,
+              help="Frames per snippet: 2 for the flow engine; the paper's MotionNet takes 11.")
+@click.option("--color/--gray", default=False, show_default=True,
+              help="BGR frames (3 channels) or gray (1), as the flow engine sees them.")
+@click.option("--snippets", type=int, default=64, show_default=True,
+              help="Snippets drawn from DATA (kept in memory).")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True,
+              help="Adam's rate (the reference's: 3.2e-5 over 400k steps).")
+@click.option("--crop", type=int, default=None, help="Random crops of this side (default: whole frames).")
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="Channel multiplier (1: the paper's MotionNet; 0.25: 16x fewer operations).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def fit_motionnet(data: Path, output: Path, steps: int, frames: int, color: bool, snippets: int,
+                  batch_size: int, lr: float, crop: int | None, width: float, device: str,
+                  seed: int) -> None:
+    """Fit MotionNet (hidden two-stream's flow network) on the RGB frames of the dataset DATA,
+    without ground truth (its photometric, smoothness and SSIM loss); no stored flow is read."""
+    from flowkit.training.motionnet import fit_motionnet_on_dataset
+
+    report = fit_motionnet_on_dataset(
+        data, output, steps, frames=frames, gray=not color, snippets=snippets, seed=seed,
+        batch_size=batch_size, lr=lr, crop=crop, width=width, device=device)
+    click.echo(f"wrote {output}: MotionNet ({report['frames']} frames of {report['channels']} channels, "
+               f"width {report['width']:g}) fitted on {report['snippets']} snippets of {report['size']} "
+               f"in {report['steps']} steps, {report['seconds']:.1f} s; loss {report['first_loss']:.3f} "
+               f"-> {report['last_loss']:.3f}")

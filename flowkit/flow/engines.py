@@ -1,4 +1,5 @@
-"""Flow engines: one interface over TV-L1 (OpenCV's, and flowkit's own in PyTorch), DIS, Farneback.
+"""Flow engines: one interface over TV-L1 (OpenCV's, and flowkit's own in PyTorch), DIS, Farneback,
+and MotionNet (a network fitted without ground truth, flowkit.flow.motionnet).
 
 An engine takes two grayscale uint8 frames and returns the dense displacement field from the first
 to the second, float32 of shape (H, W, 2) holding (u, v) in pixels; `calc_batch` takes many pairs.
@@ -336,6 +337,66 @@ class TorchTVL1Engine(FlowEngine):
         self.threads = max(1, int(threads))
 
 
+class MotionNetEngine(FlowEngine):
+    """MotionNet (flowkit.flow.motionnet, Zhu et al. 2017): a network's flow, from a weights file
+    written by `flowkit fit-motionnet` (a pair model: `--frames 2`). An untrained MotionNet's flow
+    is meaningless, so `weights` is required; `weights_sha256` is filled in from the file, so a
+    dataset's stored settings change when the weights do. A 3-channel model sees each gray frame
+    three times (engines receive gray frames)."""
+
+    algorithm = "motionnet"
+    backend = "torch"
+    PARAMS = (
+        Param("weights", "", str, "MotionNet weights file (flowkit fit-motionnet); required"),
+        Param("weights_sha256", "", str, "the weights file's SHA-256 (filled in; given, it must match)"),
+    )
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        device: str = "auto",
+        compile: bool | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(params)
+        from flowkit.flow.motionnet_fit import load_motionnet
+
+        resolved = resolve_device(device)
+        self.device = str(resolved)
+        self.net = load_motionnet(self.params["weights"], resolved)
+        self.batch_size = batch_size or (1 if resolved.type == "cpu" else 16)
+
+    @classmethod
+    def resolve(cls, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """As the base, with the weights checked (they exist, are a pair MotionNet) and hashed."""
+        from flowkit.flow.motionnet_fit import check_pair_weights
+
+        p = super().resolve(params)
+        p["weights_sha256"] = check_pair_weights(p["weights"], p["weights_sha256"])
+        return p
+
+    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        return self.calc_batch([prev], [nxt])[0]
+
+    def calc_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from flowkit.flow.motionnet import normalize_frames
+
+        pairs = np.stack([np.stack(prevs), np.stack(nexts)], axis=1)[..., None]  # (N, 2, H, W, 1)
+        pairs = np.repeat(pairs, self.net.channels, axis=-1)
+        with torch.inference_mode():
+            x = normalize_frames(torch.from_numpy(pairs).to(self.device))
+            flow = self.net.flow_pixels(x)[:, 0]  # (N, 2, H, W)
+        return list(flow.permute(0, 2, 3, 1).float().cpu().numpy())
+
+    def set_threads(self, threads: int) -> None:
+        import torch
+
+        super().set_threads(threads)
+        torch.set_num_threads(max(1, int(threads)))
+
+
 def has_cxx_compiler() -> bool:
     """Whether torch.compile can build CPU kernels here (it needs a C++ compiler)."""
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
@@ -343,7 +404,7 @@ def has_cxx_compiler() -> bool:
 
 ENGINES: dict[tuple[str, str], type[FlowEngine]] = {
     (engine.algorithm, engine.backend): engine
-    for engine in (TVL1Engine, TorchTVL1Engine, DISEngine, FarnebackEngine)
+    for engine in (TVL1Engine, TorchTVL1Engine, DISEngine, FarnebackEngine, MotionNetEngine)
 }
 ALGORITHMS = tuple(dict.fromkeys(algorithm for algorithm, _ in ENGINES))
 BACKENDS = ("auto", "opencv", "torch")
@@ -382,7 +443,7 @@ def resolve_params(algorithm: str, params: Mapping[str, Any] | None = None,
                    preset: str = "default") -> dict[str, Any]:
     """Every parameter's value for `algorithm` under `preset` and `params`, without an engine."""
     merged = {**preset_params(algorithm, preset), **(params or {})}
-    return engine_class(algorithm, "opencv").resolve(merged)
+    return engine_class(algorithm, "auto").resolve(merged)
 
 
 def recorded_params(algorithm: str, params: Mapping[str, Any] | None = None,

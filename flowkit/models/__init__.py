@@ -1,5 +1,5 @@
 """The networks: 2D streams, TSN, two-stream I3D and its paper's baselines, S3D, X3D, SlowFast,
-T3D, Hara's 3D ResNets, C3D, video ResNets, late and mid-level fusion.
+T3D, Hara's 3D ResNets, C3D, video ResNets, hidden two-stream, late and mid-level fusion.
 
 Plain PyTorch modules (this package imports torch only). Build any of them by name with
 `create_model`; `list_models()` names them all and `model_info(name)` says what each expects.
@@ -35,6 +35,7 @@ from .quo_vadis_baselines import (
     i3d_paper_3d_convnet,
     i3d_paper_3d_fused,
 )
+from .hidden_two_stream import HiddenTwoStream, hidden_two_stream
 # isort: on
 from .backbone import STAGES, Backbone
 from .init import partial_bn
@@ -71,6 +72,7 @@ __all__ = [
     "ConvNetLSTM",
     "Fused3D",
     "HaraResNet",
+    "HiddenTwoStream",
     "InceptionV1",
     "LinearScoreFusion",
     "ModelInfo",
@@ -93,6 +95,7 @@ __all__ = [
     "hara_r3d_34",
     "hara_r3d_50",
     "hara_r3d_101",
+    "hidden_two_stream",
     "i3d",
     "i3d_paper_3d_convnet",
     "i3d_paper_3d_fused",

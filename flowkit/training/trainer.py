@@ -182,6 +182,9 @@ class Trainer:
             with torch.autocast(self.device.type, enabled=self.amp):
                 output = self.net(*inputs)
                 loss = self.loss(output, target)
+                extra = getattr(self.model, "auxiliary_loss", None)  # e.g. hidden two-stream's
+                if extra is not None:
+                    loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.settings.clip_grad > 0:

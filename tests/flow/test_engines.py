@@ -14,7 +14,7 @@ def _pair(motion, width=96, height=72, seed=3):
     return frames[0], frames[1], motion.flow(width, height)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "motionnet"])  # weights: test_motionnet
 def test_every_engine_recovers_a_known_translation(algorithm):
     prev, nxt, truth = _pair(Motion(dx=1.5, dy=-0.75))
     flow = create_engine(algorithm).calc(prev, nxt)

@@ -47,6 +47,8 @@ SMALL_CLIPS["slowfast_r50"] = (32, 8)  # 2 Slow frames; res5 1x1, BN sees 4 (Slo
 SMALL_CLIPS |= dict.fromkeys(("convnet_lstm", "i3d_paper_3d_fused"), (32, 2))
 # Clip networks whose convolutions are 2D, run on each frame (an LSTM joins the frames).
 PER_FRAME_2D = {"convnet_lstm"}
+# Clip networks whose 2D stem takes the clip's frames stacked (MotionNet: 11 frames x 3 channels).
+STACKED_FRAMES = {"hidden_two_stream"}
 
 
 def small_input(model: nn.Module) -> tuple[Tensor, ...]:
@@ -225,8 +227,9 @@ def test_metadata_names_the_first_convolution_and_the_classifier(name: str) -> N
     convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Conv3d)]
     stem = model.get_submodule(info.first_conv)
     assert stem is convolutions[0]
-    assert stem.in_channels == info.channels[0]
-    assert isinstance(stem, nn.Conv3d if info.dims == 3 and name not in PER_FRAME_2D else nn.Conv2d)
+    assert stem.in_channels == info.channels[0] * (info.frames if name in STACKED_FRAMES else 1)
+    two_d = name in PER_FRAME_2D | STACKED_FRAMES
+    assert isinstance(stem, nn.Conv3d if info.dims == 3 and not two_d else nn.Conv2d)
     classifier = model.get_submodule(info.classifier)
     assert classifier is [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv3d)][-1]
     with torch.device("meta"):
