@@ -10,126 +10,20 @@ attributes and the docs all come from the same place.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import shutil
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
 
-from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
-from flowkit.flow.tvl1_params import VARIANTS, TVL1Params
-from flowkit.params import parse_assignments, parse_bool
+from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
+from flowkit.flow.torch_engines import MotionNetEngine, TorchTVL1Engine
+from flowkit.flow.tvl1_params import TVL1_PARAMS, TVL1_PRESETS
+from flowkit.params import parse_assignments
 
-
-@dataclass(frozen=True)
-class Param:
-    """One engine parameter: its name, default value, type and what it does."""
-
-    name: str
-    default: Any
-    type: type
-    help: str
-    recorded_at_default: bool = True  # False: a later addition, left out of datasets' settings
-    # at its default, so that datasets made before it existed still match on resume
-
-    def parse(self, text: str) -> Any:
-        """A command-line string to this parameter's type, with a one-line error if it does not fit."""
-        try:
-            value = parse_bool(text) if self.type is bool else self.type(text)
-            if self.type is float and not math.isfinite(value):
-                raise ValueError(f"{text!r} is not finite")
-            return value
-        except ValueError:
-            raise FlowkitError(
-                f"parameter {self.name}={text!r}: expected {self.type.__name__}"
-            ) from None
-
-
-class FlowEngine(ABC):
-    """Dense optical flow between two grayscale uint8 frames of equal size."""
-
-    algorithm: ClassVar[str]
-    backend: ClassVar[str] = "opencv"
-    PARAMS: ClassVar[tuple[Param, ...]]
-    batch_size: int = 1  # pairs per `calc_batch` call that use the engine best
-    device: str = "cpu"
-
-    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
-        self.params: dict[str, Any] = self.resolve(params)
-
-    @classmethod
-    def resolve(cls, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Every parameter's value: the defaults overridden by `params` (strings are parsed)."""
-        known = {p.name: p for p in cls.PARAMS}
-        unknown = sorted(set(params or {}) - set(known))
-        if unknown:
-            raise FlowkitError(
-                f"{cls.algorithm} has no parameter {', '.join(unknown)} "
-                f"(it has: {', '.join(known)})"
-            )
-        merged = {p.name: p.default for p in cls.PARAMS}
-        for name, value in (params or {}).items():
-            param = known[name]
-            merged[name] = param.parse(value) if isinstance(value, str) else param.type(value)
-        return merged
-
-    @abstractmethod
-    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        """Flow from `prev` to `nxt`: float32 (H, W, 2), u (x, right) then v (y, down), in pixels."""
-
-    def calc_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Flow for many pairs of equal-sized frames; each result is what `calc` would give."""
-        return [self.calc(prev, nxt) for prev, nxt in zip(prevs, nexts, strict=True)]
-
-    def batch_size_for(self, height: int, width: int) -> int:
-        """How many pairs of this size one `calc_batch` call should take."""
-        return self.batch_size
-
-    def set_threads(self, threads: int) -> None:
-        """Threads this process's engine may use; workers share the cores between them."""
-        cv2.setNumThreads(max(1, int(threads)))
-
-
-_TVL1 = TVL1Params()  # the defaults' one home
-TVL1_PARAMS = (
-    Param("tau", _TVL1.tau, float, "time step of the numerical scheme"),
-    Param("lambda", _TVL1.lambda_, float, "weight of the data term (smaller: smoother flow)"),
-    Param("theta", _TVL1.theta, float, "tightness of the coupling between the two variables"),
-    Param("nscales", _TVL1.nscales, int, "number of pyramid scales"),
-    Param("warps", _TVL1.warps, int, "warpings per scale"),
-    Param("epsilon", _TVL1.epsilon, float, "stopping threshold on the update"),
-    Param("inner_iterations", _TVL1.inner_iterations, int, "inner iterations per warp"),
-    Param("outer_iterations", _TVL1.outer_iterations, int, "outer iterations per warp"),
-    Param("scale_step", _TVL1.scale_step, float, "pyramid downscaling factor"),
-    Param("gamma", 0.0, float, "weight of the illumination-change term (OpenCV's engine only)"),
-    Param("median_filtering", _TVL1.median_filtering, int,
-          "median filter size before each outer iteration (1: off)"),
-    Param("variant", _TVL1.variant, str,
-          "whose steps (torch engine): optflow (OpenCV's CPU TV-L1) or cudaoptflow (its CUDA one)",
-          recorded_at_default=False),
-)
-
-# Parameter sets for TV-L1, either backend; explicit parameters override them. OpenCV's 5 scales
-# at 0.8 reach down to 0.41x the frame size and miss motions beyond a few pixels there; both
-# other presets go deeper (12 scales: 0.086x). Measured in BENCHMARKS.md: `accurate` matches
-# the default's error on Middlebury, recovers large motions, and converges in fewer iterations;
-# `fast` does about a quarter of the default's iterations for ~5% more error on Middlebury.
-# `denseflow`: OpenCV's CUDA TV-L1 as denseflow and TSN's dense_flow run it, with
-# `cuda::OpticalFlowDual_TVL1::create()`'s defaults (cudaoptflow.hpp: 300 iterations, no median;
-# the other values equal the CPU defaults), and its steps (`variant`; torch engine only).
-TVL1_PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "fast": {"nscales": 10, "warps": 3, "outer_iterations": 2, "epsilon": 0.02},
-    "accurate": {"nscales": 12},
-    "denseflow": {"variant": "cudaoptflow", "outer_iterations": 1, "inner_iterations": 300,
-                  "median_filtering": 1},
-}
+__all__ = ["ALGORITHMS", "ENGINES", "TVL1_PARAMS", "TVL1_PRESETS", "FlowEngine", "MotionNetEngine", "Param",
+           "TorchTVL1Engine", "create_engine", "has_cxx_compiler"]
 
 
 class TVL1Engine(FlowEngine):
@@ -251,157 +145,6 @@ class FarnebackEngine(FlowEngine):
         )
 
 
-class TorchTVL1Engine(FlowEngine):
-    """flowkit's TV-L1 in PyTorch (flowkit.flow.tvl1_torch): OpenCV's algorithm, batched, any device.
-
-    `device` is `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`. `compile` fuses the inner
-    iterations with torch.compile; by default on whenever it can be (a C++ compiler for CPU); an
-    extraction decides it from its pair count (`flowkit.flow.compile_cache.worth_compiling`).
-    On a CPU each call runs on `threads` intra-op threads, 1 unless `set_threads` says more: a
-    frame's tensors are too small to share, and with 2 threads an eager pair took 60x longer
-    when another process kept a core busy (OpenMP's threads waiting for each other; BENCHMARKS.md).
-    Parallelism comes from worker processes instead.
-    """
-
-    algorithm = "tvl1"
-    backend = "torch"
-    PARAMS = TVL1_PARAMS
-
-    def __init__(
-        self,
-        params: Mapping[str, Any] | None = None,
-        device: str = "auto",
-        compile: bool | None = None,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(params)
-        from flowkit.flow import tvl1_torch
-
-        p = self.params
-        if p["gamma"] != 0:
-            raise FlowkitError("the torch TV-L1 has no illumination term: use gamma=0 or --engine opencv")
-        if p["median_filtering"] not in (0, 1, 3, 5):
-            raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
-        if p["variant"] not in VARIANTS:
-            raise FlowkitError(f"variant must be one of {', '.join(VARIANTS)}, not {p['variant']!r}")
-        if p["nscales"] < 1 or p["warps"] < 1 or not 0 < p["scale_step"] < 1:
-            raise FlowkitError("nscales and warps must be at least 1, scale_step within (0, 1)")
-        resolved = resolve_device(device)
-        self.device = str(resolved)
-        if compile is None:
-            compile = resolved.type == "cuda" or has_cxx_compiler()
-        self.compiled = compile
-        self.threads = 1
-        self.fixed_batch = batch_size
-        self.batch_size = batch_size or (1 if resolved.type == "cpu" else 32)
-        solver_params = TVL1Params(
-            tau=p["tau"], lambda_=p["lambda"], theta=p["theta"], nscales=p["nscales"],
-            warps=p["warps"], epsilon=p["epsilon"], inner_iterations=p["inner_iterations"],
-            outer_iterations=p["outer_iterations"], scale_step=p["scale_step"],
-            median_filtering=p["median_filtering"], variant=p["variant"],
-        )
-        self.solver = tvl1_torch.TVL1Solver(solver_params, resolved, compile=compile)
-
-    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        with self._own_threads():
-            return self.solver.flow(prev, nxt).cpu().numpy()
-
-    @contextlib.contextmanager
-    def _own_threads(self) -> Iterator[None]:
-        """torch's intra-op thread count set to this engine's for the call, then restored."""
-        import torch
-
-        before = torch.get_num_threads()
-        if before != self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            if torch.get_num_threads() != before:
-                torch.set_num_threads(before)
-
-    def batch_size_for(self, height: int, width: int) -> int:
-        """On a CPU, one pair at a time for frames of 256 lines (measured fastest: the working set
-        stays in cache), more for small frames, whose per-call overhead batching amortizes."""
-        if self.fixed_batch or self.solver.device.type != "cpu":
-            return self.batch_size
-        return int(max(1, min(32, 2 ** np.floor(np.log2(65536 / (height * width))))))
-
-    def calc_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> list[np.ndarray]:
-        with self._own_threads():
-            flows = self.solver.flow(np.stack(prevs), np.stack(nexts)).cpu().numpy()
-        return list(flows)
-
-    def set_threads(self, threads: int) -> None:
-        super().set_threads(threads)
-        self.threads = max(1, int(threads))
-
-
-class MotionNetEngine(FlowEngine):
-    """MotionNet (flowkit.flow.motionnet, Zhu et al. 2017): a network's flow, from a weights file
-    written by `flowkit fit-motionnet` (a pair model: `--frames 2`). An untrained MotionNet's flow
-    is meaningless, so `weights` is required; `weights_sha256` is filled in from the file, so a
-    dataset's stored settings change when the weights do. A 3-channel model sees each gray frame
-    three times (engines receive gray frames)."""
-
-    algorithm = "motionnet"
-    backend = "torch"
-    PARAMS = (
-        Param("weights", "", str, "MotionNet weights file (flowkit fit-motionnet); required"),
-        Param("weights_sha256", "", str, "the weights file's SHA-256 (filled in; given, it must match)"),
-    )
-
-    def __init__(
-        self,
-        params: Mapping[str, Any] | None = None,
-        device: str = "auto",
-        compile: bool | None = None,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(params)
-        from flowkit.flow.motionnet_fit import load_motionnet
-
-        resolved = resolve_device(device)
-        self.device = str(resolved)
-        self.net = load_motionnet(self.params["weights"], resolved)
-        self.batch_size = batch_size or (1 if resolved.type == "cpu" else 16)
-
-    @classmethod
-    def resolve(cls, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """As the base, with the weights checked (they exist, are a pair MotionNet) and hashed."""
-        from flowkit.flow.motionnet_fit import check_pair_weights
-
-        p = super().resolve(params)
-        p["weights_sha256"] = check_pair_weights(p["weights"], p["weights_sha256"])
-        return p
-
-    def calc(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        return self.calc_batch([prev], [nxt])[0]
-
-    def calc_batch(self, prevs: Sequence[np.ndarray], nexts: Sequence[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
-        from flowkit.flow.motionnet import normalize_frames
-
-        pairs = np.stack([np.stack(prevs), np.stack(nexts)], axis=1)[..., None]  # (N, 2, H, W, 1)
-        pairs = np.repeat(pairs, self.net.channels, axis=-1)
-        with torch.inference_mode():
-            x = normalize_frames(torch.from_numpy(pairs).to(self.device))
-            flow = self.net.flow_pixels(x)[:, 0]  # (N, 2, H, W)
-        return list(flow.permute(0, 2, 3, 1).float().cpu().numpy())
-
-    def set_threads(self, threads: int) -> None:
-        import torch
-
-        super().set_threads(threads)
-        torch.set_num_threads(max(1, int(threads)))
-
-
-def has_cxx_compiler() -> bool:
-    """Whether torch.compile can build CPU kernels here (it needs a C++ compiler)."""
-    return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
-
-
 ENGINES: dict[tuple[str, str], type[FlowEngine]] = {
     (engine.algorithm, engine.backend): engine
     for engine in (TVL1Engine, TorchTVL1Engine, DISEngine, FarnebackEngine, MotionNetEngine)
@@ -451,7 +194,7 @@ def recorded_params(algorithm: str, params: Mapping[str, Any] | None = None,
     """The resolved parameters a dataset records (and compares on resume): those added later
     are left out while at their default, so older datasets still match."""
     resolved = resolve_params(algorithm, params, preset)
-    late = {p.name: p.default for p in engine_class(algorithm, "opencv").PARAMS if not p.recorded_at_default}
+    late = {p.name: p.default for p in engine_class(algorithm, "auto").PARAMS if not p.recorded_at_default}
     return {k: v for k, v in resolved.items() if k not in late or v != late[k]}
 
 

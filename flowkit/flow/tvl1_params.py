@@ -10,6 +10,9 @@ No torch here: the command line lists them without loading torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from flowkit.flow.engine_base import Param
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,39 @@ class TVL1Params:
 
 
 VARIANTS = ("optflow", "cudaoptflow")
+
+
+_TVL1 = TVL1Params()  # the defaults' one home
+TVL1_PARAMS = (
+    Param("tau", _TVL1.tau, float, "time step of the numerical scheme"),
+    Param("lambda", _TVL1.lambda_, float, "weight of the data term (smaller: smoother flow)"),
+    Param("theta", _TVL1.theta, float, "tightness of the coupling between the two variables"),
+    Param("nscales", _TVL1.nscales, int, "number of pyramid scales"),
+    Param("warps", _TVL1.warps, int, "warpings per scale"),
+    Param("epsilon", _TVL1.epsilon, float, "stopping threshold on the update"),
+    Param("inner_iterations", _TVL1.inner_iterations, int, "inner iterations per warp"),
+    Param("outer_iterations", _TVL1.outer_iterations, int, "outer iterations per warp"),
+    Param("scale_step", _TVL1.scale_step, float, "pyramid downscaling factor"),
+    Param("gamma", 0.0, float, "weight of the illumination-change term (OpenCV's engine only)"),
+    Param("median_filtering", _TVL1.median_filtering, int,
+          "median filter size before each outer iteration (1: off)"),
+    Param("variant", _TVL1.variant, str,
+          "whose steps (torch engine): optflow (OpenCV's CPU TV-L1) or cudaoptflow (its CUDA one)",
+          recorded_at_default=False),
+)
+
+# Parameter sets for TV-L1, either backend; explicit parameters override them. OpenCV's 5 scales
+# at 0.8 reach down to 0.41x the frame size and miss motions beyond a few pixels there; both
+# other presets go deeper (12 scales: 0.086x). Measured in BENCHMARKS.md: `accurate` matches
+# the default's error on Middlebury, recovers large motions, and converges in fewer iterations;
+# `fast` does about a quarter of the default's iterations for ~5% more error on Middlebury.
+# `denseflow`: OpenCV's CUDA TV-L1 as denseflow and TSN's dense_flow run it, with
+# `cuda::OpticalFlowDual_TVL1::create()`'s defaults (cudaoptflow.hpp: 300 iterations, no median;
+# the other values equal the CPU defaults), and its steps (`variant`; torch engine only).
+TVL1_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {"nscales": 10, "warps": 3, "outer_iterations": 2, "epsilon": 0.02},
+    "accurate": {"nscales": 12},
+    "denseflow": {"variant": "cudaoptflow", "outer_iterations": 1, "inner_iterations": 300,
+                  "median_filtering": 1},
+}
