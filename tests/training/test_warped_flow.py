@@ -69,7 +69,7 @@ def test_tsn_trains_warped_flow_and_fuse_takes_three_streams(warped_actions, tmp
     assert not np.array_equal(scores["warped_flow"].scores, scores["flow"].scores)  # another input
     fused = tmp_path / "fused.npz"
     result = runner.invoke(cli, ["fuse", *(str(tmp_path / f"run/{s}/scores.npz") for s in scores),
-                                 "--weights", "1", "--weights", "1.5", "--weights", "1.5", "-o", str(fused)])
+                                 "--weights", "1", "--weights", "1", "--weights", "0.5", "-o", str(fused)])
     assert result.exit_code == 0, result.output
     assert [line.split()[0] for line in result.output.splitlines()[1:4]] == ["rgb", "flow", "warped_flow"]
     assert "fused" in result.output and Scores.load(fused).scores.shape == (8, 8)
