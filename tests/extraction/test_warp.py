@@ -180,3 +180,25 @@ def test_every_algorithm_can_warp(tmp_path, algorithm):
         video = store.video("pan")
         assert video.homography_fallbacks == 0
         assert _mean_magnitude(video, True) < 0.5 * _mean_magnitude(video, False)
+
+
+def test_export_rawframes_writes_the_warped_flow_under_the_flow_names(camera, tmp_path):
+    out = camera / "out.h5"
+    result, output = _cli("export-rawframes", out, tmp_path / "warped", "--warped", "--video", "pan_right")
+    assert result.exit_code == 0, output
+    with FlowStore(out) as store:
+        video = store.video("pan_right")
+        for i in range(video.entry.pairs):
+            u_file, v_file = video.flow_jpeg(i, warped=True)
+            assert (tmp_path / f"warped/pan_right/flow_x_{i + 1:05d}.jpg").read_bytes() == u_file
+            assert (tmp_path / f"warped/pan_right/flow_y_{i + 1:05d}.jpg").read_bytes() == v_file
+            assert u_file != video.flow_jpeg(i)[0]
+
+
+def test_export_rawframes_warped_needs_warped_flow(tmp_path, flat_video):
+    out = tmp_path / "out.h5"
+    assert extract(tmp_path / "videos", out, ExtractSettings(size=FrameSize.keep(), engine="opencv"),
+                   jobs=1, progress=False).ok
+    result, output = _cli("export-rawframes", out, tmp_path / "rf", "--warped")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert output.strip().splitlines() == [f"error: {out} has no warped flow: extract it with --warp"]
