@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -202,3 +203,36 @@ def test_export_rawframes_warped_needs_warped_flow(tmp_path, flat_video):
     result, output = _cli("export-rawframes", out, tmp_path / "rf", "--warped")
     assert result.exit_code == EXIT_BAD_INPUT
     assert output.strip().splitlines() == [f"error: {out} has no warped flow: extract it with --warp"]
+
+
+def test_pairs_that_touch_a_featureless_frame_fall_back_and_the_others_are_warped(tmp_path):
+    frames, _ = render_pan_with_object(6, 96, 72, seed=4)
+    frames[2] = np.full_like(frames[2], 120)  # pairs 1 and 2 touch a featureless frame
+    write_video(tmp_path / "videos" / "pan.mkv", iter(frames))
+    settings = ExtractSettings(algorithm="dis", size=FrameSize.keep(), warp=True)
+    assert extract(tmp_path / "videos", tmp_path / "out.h5", settings, jobs=1, progress=False).ok
+    with FlowStore(tmp_path / "out.h5") as store:
+        video = store.video("pan")
+        assert video.homography_fallbacks == 2
+        plain, warped = video.flow_codes(slice(None)), video.flow_codes(slice(None), warped=True)
+    assert [np.array_equal(plain[i], warped[i]) for i in range(5)] == [False, True, True, False, False]
+
+
+def test_a_batch_mixing_found_and_failed_homographies_keeps_each_pair_in_its_place():
+    """The batched path (one engine call per batch, as the torch engine takes it)."""
+    from flowkit.extraction.worker import _warped_flows
+    from flowkit.flow.camera_motion import CameraMotion, warp_onto_first
+    from flowkit.flow.engines import create_engine
+
+    frames, _ = render_pan_with_object(6, 96, 72, seed=4)
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    grey[2] = np.full_like(grey[2], 120)
+    engine, motion = create_engine("dis", {}), CameraMotion()
+    features = [motion.features(g) for g in grey]
+    batch = [(grey[i], grey[i + 1]) for i in range(5)]
+    forwards = engine.calc_batch([a for a, _ in batch], [b for _, b in batch])
+    warped, failed = _warped_flows(engine, motion, batch, [(features[i], features[i + 1]) for i in range(5)], forwards)
+    assert failed == 2 and warped[1] is forwards[1] and warped[2] is forwards[2]
+    for i in (0, 3, 4):
+        estimate = motion.estimate(features[i], features[i + 1], (72, 96))
+        assert np.array_equal(warped[i], engine.calc(grey[i], warp_onto_first(*batch[i], estimate.homography)))
