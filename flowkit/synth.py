@@ -103,12 +103,47 @@ DEMO_MOTIONS = {
 }
 
 
+PAN_OBJECT_VELOCITY = (-1.5, 1.0)  # px per frame in the picture: the object crossing pan_right
+PAN_OBJECT_RADIUS = 0.15  # of the frame's height
+
+
+def render_pan_with_object(frames: int, width: int, height: int, seed: int = 0,
+                           pan: Motion = DEMO_MOTIONS["pan_right"][0]) -> tuple[list[np.ndarray], np.ndarray]:
+    """A camera pan (`render_frames`: the whole tiling background translates by `pan`) with a
+    textured disc moving independently across it at `PAN_OBJECT_VELOCITY` (wrapping around the
+    frame); returns the BGR frames and the disc's centre (x, y) in each. Its radius is
+    `PAN_OBJECT_RADIUS` x height; relative to the background it moves by the velocity less the pan."""
+    radius = PAN_OBJECT_RADIUS * height
+    side = int(2 * radius + 4)
+    disc = random_texture(side, side, seed + 1000)
+    ys, xs = np.mgrid[0:side, 0:side]
+    alpha = np.clip(radius - np.hypot(xs - (side - 1) / 2, ys - (side - 1) / 2) + 0.5, 0, 1).astype(np.float32)
+    start = np.array([0.7 * width, 0.3 * height])
+    centres = (start + np.outer(np.arange(frames), PAN_OBJECT_VELOCITY)) % (width, height)
+    out = []
+    for background, (cx, cy) in zip(render_frames(pan, frames, width, height, seed), centres, strict=True):
+        frame = background.astype(np.float32)
+        for ox in (-width, 0, width):
+            for oy in (-height, 0, height):
+                shift = np.array([[1.0, 0.0, cx + ox - (side - 1) / 2], [0.0, 1.0, cy + oy - (side - 1) / 2]])
+                layer = cv2.warpAffine(disc, shift, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
+                weight = cv2.warpAffine(alpha, shift, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+                frame = weight * layer + (1 - weight) * frame
+        out.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
+    return out, centres
+
+
 def make_camera_videos(folder: str | Path, frames: int = 24, width: int = 160, height: int = 120) -> list[Path]:
-    """A few small videos, one per kind of camera motion, in three containers."""
+    """A few small videos, one per kind of camera motion, in three containers; the pan
+    (`pan_right`) also has an object moving across it (`render_pan_with_object`), for warped flow."""
     folder = Path(folder)
     paths = []
     for seed, (name, (motion, ext)) in enumerate(DEMO_MOTIONS.items()):
-        paths.append(write_video(folder / f"{name}{ext}", render_frames(motion, frames, width, height, seed)))
+        if name == "pan_right":
+            clip = iter(render_pan_with_object(frames, width, height, seed)[0])
+        else:
+            clip = render_frames(motion, frames, width, height, seed)
+        paths.append(write_video(folder / f"{name}{ext}", clip))
     return paths
 
 

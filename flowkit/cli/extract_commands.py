@@ -35,6 +35,8 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--step", type=int, default=1, show_default=True, help="Flow between frames this far apart.")
 @click.option("--fps", type=float, default=None, help="Resample videos to this frame rate first.")
 @click.option("--backward", is_flag=True, help="Also store backward flow (frame i+step to frame i).")
+@click.option("--warp", is_flag=True,
+              help="Also store TSN's warped flow (camera motion removed by a homography) as warped_flow.")
 @click.option("--rgb/--no-rgb", default=True, show_default=True, help="Store the RGB frames (JPEG).")
 @click.option("--rgb-quality", type=int, default=95, show_default=True, help="JPEG quality of RGB frames.")
 @click.option("--flow-format", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
@@ -58,8 +60,9 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: failures and a summary only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
 def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: str, engine: str,
-            device: str, preset: str, params: tuple[str, ...], weights: Path | None, short_side: int | None, fixed_size: str | None, no_resize: bool,
-            bound: float, step: int, fps: float | None, backward: bool, rgb: bool, rgb_quality: int,
+            device: str, preset: str, params: tuple[str, ...], weights: Path | None, short_side: int | None,
+            fixed_size: str | None, no_resize: bool, bound: float, step: int, fps: float | None, backward: bool,
+            warp: bool, rgb: bool, rgb_quality: int,
             flow_format: str, flow_quality: int, compression: int, jobs: int | None,
             threads: int | None, batch_size: int | None, force: bool, shard_size: float, scheduler: str | None,
             task_size: int, quiet: bool, as_json: bool) -> None:
@@ -73,7 +76,7 @@ def extract(input_dir: Path, output: Path, list_file: Path | None, algorithm: st
     settings = ExtractSettings(
         algorithm=algorithm, params=tuple(sorted(engine_params(params, weights).items())), engine=engine,
         device=device, preset=preset, bound=bound,
-        size=size, fps=fps, step=step, backward=backward, rgb=rgb, rgb_quality=rgb_quality,
+        size=size, fps=fps, step=step, backward=backward, warp=warp, rgb=rgb, rgb_quality=rgb_quality,
         flow_format=flow_format, flow_quality=flow_quality, compression=compression,
         batch_size=batch_size,
     )

@@ -90,9 +90,11 @@ def show(dataset: Path, video: str, output: Path, index: int | None, max_flow: f
 @label_options
 @click.option("--absolute", is_flag=True,
               help="List absolute paths (DIR resolved), for loaders that open them from anywhere (tsn-pytorch).")
+@click.option("--warped", is_flag=True,
+              help="Write the warped flow (extract --warp) as the flow_x/flow_y files, as dense_flow's extract_warp_gpu.")
 def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tuple[str, ...],
                      labels: Path | None, label_format: str, split: int, test_list: Path | None,
-                     absolute: bool) -> None:
+                     absolute: bool, warped: bool) -> None:
     """Write DATASET as mmaction2/TSN rawframes: DIR/<id>/img_00001.jpg, flow_x_00001.jpg ...
 
     Also writes DIR/rawframes_rgb.txt and DIR/rawframes_flow.txt (`path total_frames label`),
@@ -102,7 +104,7 @@ def export_rawframes(dataset: Path, out_dir: Path, jpeg_quality: int, videos: tu
     from flowkit.rawframes import export_rawframes as run_export
 
     source = LabelSource(labels, label_format, split, test_list)
-    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None, source, absolute)
+    report = run_export(dataset, out_dir, jpeg_quality, list(videos) or None, source, absolute, warped)
     click.echo(
         f"{out_dir}: exported {report.exported} videos ({report.frames} frames, {report.pairs} "
         f"flow pairs) in {report.seconds:.1f} s; {len(report.failed)} failed",

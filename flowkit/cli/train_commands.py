@@ -55,7 +55,8 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @cli.command(epilog=_config_epilog())
-@click.option("--modality", type=click.Choice(["rgb", "flow", "rgbdiff"]), required=True)
+@click.option("--modality", type=click.Choice(["rgb", "flow", "rgbdiff", "warped_flow"]), required=True,
+              help="warped_flow: TSN's flow with the camera motion removed (extract --warp); flow's settings.")
 @click.option("--init", "init_file", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint (ImageNet 2D weights, pytorch-i3d, pytorchvideo "
                    "or SlowFast .pyth, Hara's, a flowkit run's).")
@@ -65,7 +66,7 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
           backbone: str | None, epochs: int | None, batch_size: int | None, workers: int | None,
           device: str | None, seed: int | None, assignments: tuple[str, ...], out: Path,
           resume: bool, quiet: bool) -> None:
-    """Train one stream (rgb, flow or TSN's rgbdiff) into OUT/<modality>."""
+    """Train one stream (rgb, flow, or TSN's rgbdiff or warped_flow) into OUT/<modality>."""
     from flowkit.data.annotations import LabelSource
     from flowkit.training.runs import run_stream
     from flowkit.training.streams import DataSource

@@ -69,18 +69,23 @@ class Modality(ABC):
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         """One crop of a snippet in the network's layout, values normalised."""
 
+    def check(self, store: FlowStore) -> None:
+        """Raise a FlowkitError (one line) if the dataset lacks what this modality reads."""
+        return None
+
 
 def _read_frames(video: VideoRecord, indices: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, 3) RGB (stored frames decode to BGR)."""
     return np.stack([video.rgb_frame(int(i))[..., ::-1] for i in indices])
 
 
-def _read_codes(video: VideoRecord, indices: np.ndarray, backward: bool = False) -> np.ndarray:
+def _read_codes(video: VideoRecord, indices: np.ndarray, backward: bool = False,
+                warped: bool = False) -> np.ndarray:
     """uint8 (N, H, W, 2) flow codes; consecutive indices are read as one slice."""
     if len(indices) > 1 and np.all(np.diff(indices) == 1):
-        codes = video.flow_codes(slice(int(indices[0]), int(indices[-1]) + 1), backward)
+        codes = video.flow_codes(slice(int(indices[0]), int(indices[-1]) + 1), backward, warped)
     else:
-        codes = np.stack([video.flow_codes(int(i), backward) for i in indices])
+        codes = np.stack([video.flow_codes(int(i), backward, warped) for i in indices])
     return np.moveaxis(codes, 1, -1)
 
 
@@ -123,18 +128,26 @@ class Flow(Modality):
     length/2 backward flows around the snippet's middle frame (needs `extract --backward`).
     2D networks get (2L, H, W) with u and v interleaved; `clip=True` gives 3D networks
     (2, T, H, W) with flows `stride` apart, looping past the end. `values`: "pixels" or "unit".
-    Short videos repeat their last flow (2D) or loop (3D).
+    Short videos repeat their last flow (2D) or loop (3D). `warped` reads TSN's warped flow
+    (camera motion removed; needs `extract --warp`) instead of the plain flow.
     """
 
     def __init__(self, length: int = 10, stacking: str = "flow", mean_subtraction: bool = False,
                  bidirectional: bool = False, values: str = "pixels", clip: bool = False,
-                 stride: int = 1) -> None:
+                 stride: int = 1, warped: bool = False) -> None:
         if stacking not in ("flow", "trajectory"):
             raise FlowkitError(f"stacking must be 'flow' or 'trajectory', not {stacking!r}")
         if bidirectional and (length % 2 or clip or stacking != "flow"):
             raise FlowkitError("bidirectional stacking needs an even length and flow stacking, 2D")
+        if bidirectional and warped:
+            raise FlowkitError("warped flow is forward flow only: no bidirectional stacking of it")
         self.clip_len, self.stacking, self.mean_subtraction = length, stacking, mean_subtraction
         self.bidirectional, self.values, self.clip, self.stride = bidirectional, values, clip, stride
+        self.warped = warped
+
+    def check(self, store: FlowStore) -> None:
+        if self.warped and not (store.settings or {}).get("warp"):
+            raise FlowkitError(f"{store.path} has no warped flow: extract it with --warp")
 
     def positions(self, entry: IndexEntry) -> int:
         return entry.pairs
@@ -162,7 +175,7 @@ class Flow(Modality):
             codes = bidirectional_stack(_read_codes(video, forward), _read_codes(video, backward, backward=True))
         else:
             indices = sampling.clip_indices(start, self.clip_len, pairs, self.stride, loop=self.clip)
-            codes = _read_codes(video, first + indices)
+            codes = _read_codes(video, first + indices, warped=self.warped)
         if not self._whole_fields:
             return codes  # cropped first, dequantized after: the cheap order
         stack = dequantize_flow(codes, video.bound)
@@ -260,6 +273,7 @@ class ShardDataset(Dataset):
     ) -> None:
         self.store = _Store(path)
         store = self.store.get()
+        modality.check(store)
         self.rows = _annotations(labels, store)
         self.entries = {r.video: store.entries[r.video] for r in self.rows}
         self.modality, self.segments, self.clips, self.train = modality, segments, clips, train

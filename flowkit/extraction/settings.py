@@ -71,6 +71,7 @@ class ExtractSettings:
     fps: float | None = None
     step: int = 1
     backward: bool = False
+    warp: bool = False  # also TSN's warped flow (camera motion removed); any engine can
     rgb: bool = True
     rgb_quality: int = DEFAULT_QUALITY
     flow_format: str = ENCODING_JPEG
@@ -128,8 +129,13 @@ class ExtractSettings:
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
-        """The settings as stored in the dataset and compared on resume (engine params resolved)."""
-        return {
+        """The settings as stored in the dataset and compared on resume (engine params resolved).
+
+        `warp` is there only when on, so datasets made before it existed keep their settings.
+        A dataset made without `--warp` and run again with it (or the other way round) has other
+        settings: refused in one line unless `--force`, which redoes every video with warped flow.
+        """
+        fingerprint = {
             "algorithm": self.algorithm,
             "engine": self.backend,
             "params": recorded_params(self.algorithm, dict(self.params), self.preset),
@@ -144,6 +150,9 @@ class ExtractSettings:
             "flow_quality": self.flow_quality if self.flow_format == ENCODING_JPEG else None,
             "format_version": FORMAT_VERSION,
         }
+        if self.warp:
+            fingerprint["warp"] = True
+        return fingerprint
 
     def keeping_stored_engine(self, stored: dict[str, Any] | None) -> ExtractSettings:
         """`--engine auto` resumes with the engine the dataset was made with, not a different one."""

@@ -3,6 +3,11 @@
 A thread decodes ahead, the calling thread computes flow (in batches for the torch engine), a
 thread quantizes, compresses and writes the staged file. Every error becomes a failed outcome,
 never a raise: one odd video must not stop a batch of thousands.
+
+With `settings.warp`, each pair's camera motion is estimated (flowkit.flow.camera_motion: SIFT
+features of every frame, once), the second frame warped onto the first, and their flow computed
+by the same engine with the same parameters: TSN's warped flow. A pair without a trustworthy
+homography keeps its plain flow as warped flow and is counted (`homography_fallbacks`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from flowkit.errors import FlowkitError, VideoError
 from flowkit.extraction.background import OrderedWriter, prefetch
 from flowkit.extraction.settings import ExtractSettings
+from flowkit.flow.camera_motion import CameraMotion, Features, warp_onto_first
 from flowkit.flow.engines import FlowEngine
 from flowkit.flow.quantize import quantize_flow
 from flowkit.store.format import VideoAttrs, canonical_settings
@@ -82,19 +88,31 @@ def extract_video(
     background = OrderedWriter(depth=8)
     window: deque[np.ndarray] = deque(maxlen=settings.step + 1)
     batch: list[tuple[np.ndarray, np.ndarray]] = []  # pairs waiting for one engine call
+    motion = CameraMotion() if settings.warp else None
+    features: deque[Features] = deque(maxlen=settings.step + 1)  # of the frames in `window`
+    batch_features: list[tuple[Features, Features]] = []
     pairs = 0
+    fallbacks = 0  # warped pairs without a homography
     unreported = 0
     last_report = time.monotonic()
 
     def compute(batch: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        nonlocal fallbacks
         firsts, seconds = [a for a, _ in batch], [b for _, b in batch]
         forwards = engine.calc_batch(firsts, seconds)
         backwards = engine.calc_batch(seconds, firsts) if settings.backward else [None] * len(batch)
-        for forward, backward in zip(forwards, backwards, strict=True):
-            background.submit(_write_flow, writer, forward, settings.bound, False)
+        warped: list[np.ndarray | None] = [None] * len(batch)
+        if motion is not None:
+            warped, failed = _warped_flows(engine, motion, batch, batch_features, forwards)
+            fallbacks += failed
+        for forward, backward, warp in zip(forwards, backwards, warped, strict=True):
+            background.submit(_write_flow, writer, forward, settings.bound)
             if backward is not None:
                 background.submit(_write_flow, writer, backward, settings.bound, True)
+            if warp is not None:
+                background.submit(_write_flow, writer, warp, settings.bound, False, True)
         batch.clear()
+        batch_features.clear()
 
     try:
         for frame in prefetch(reader, size=8):
@@ -103,7 +121,7 @@ def extract_video(
             if writer is None:
                 writer = StagedVideoWriter(
                     staging_dir, video.id, reader.height, reader.width,
-                    backward=settings.backward,
+                    backward=settings.backward, warped=settings.warp,
                     rgb_quality=settings.rgb_quality if settings.rgb else None,
                     flow_format=settings.flow_format, flow_quality=settings.flow_quality,
                     compression=settings.compression,
@@ -111,9 +129,13 @@ def extract_video(
             if settings.rgb:
                 background.submit(writer.append_rgb, frame)
             window.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+            if motion is not None:
+                features.append(motion.features(window[-1]))
             if len(window) <= settings.step:
                 continue
             batch.append((window[0], window[-1]))
+            if motion is not None:
+                batch_features.append((features[0], features[-1]))
             if len(batch) < engine.batch_size_for(reader.height, reader.width):
                 continue
             pairs += len(batch)
@@ -135,7 +157,7 @@ def extract_video(
             )
         assert writer is not None
         elapsed = time.perf_counter() - start
-        writer.commit(_video_attrs(video, reader, settings, engine, stat, pairs, elapsed))
+        writer.commit(_video_attrs(video, reader, settings, engine, stat, pairs, elapsed), fallbacks)
         size, writer = writer.size, None
         if progress is not None and unreported:
             progress(unreported)
@@ -152,9 +174,24 @@ def extract_video(
             writer.abort()
 
 
-def _write_flow(writer: StagedVideoWriter, flow: np.ndarray, bound: float, backward: bool) -> None:
+def _warped_flows(engine: FlowEngine, motion: CameraMotion, batch: list[tuple[np.ndarray, np.ndarray]],
+                  features: list[tuple[Features, Features]], forwards: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """Each pair's flow against its second frame warped onto the first (one engine call for the
+    batch), and how many pairs had no homography: their warped flow is the plain flow."""
+    estimates = [motion.estimate(a, b, first.shape[:2]) for (first, _), (a, b) in zip(batch, features, strict=True)]
+    found = [i for i, estimate in enumerate(estimates) if estimate.found]
+    flows = engine.calc_batch([batch[i][0] for i in found],
+                              [warp_onto_first(*batch[i], estimates[i].homography) for i in found]) if found else []
+    warped = list(forwards)
+    for i, flow in zip(found, flows, strict=True):
+        warped[i] = flow
+    return warped, len(batch) - len(found)
+
+
+def _write_flow(writer: StagedVideoWriter, flow: np.ndarray, bound: float, backward: bool = False,
+                warped: bool = False) -> None:
     """Quantize (H, W, 2) float flow to (2, H, W) codes and store them (in the writer thread)."""
-    writer.append_flow(np.moveaxis(quantize_flow(flow, bound), -1, 0), backward)
+    writer.append_flow(np.moveaxis(quantize_flow(flow, bound), -1, 0), backward, warped)
 
 
 def _video_attrs(

@@ -76,12 +76,15 @@ def export_rawframes(
     ids: list[str] | None = None,
     labels: LabelSource | None = None,
     absolute: bool = False,
+    warped: bool = False,
 ) -> ExportReport:
     """Write every video of `dataset` (or those in `ids`) as a rawframes folder `out_dir/<id>/`.
 
     RGB frames are the stored JPEG bytes, unchanged, and so is flow stored as JPEG (the default);
     flow stored raw becomes grayscale JPEGs of its codes at `jpeg_quality`, so it comes back
     within a small JPEG error. Backward flow is not exported (mmaction2 has no place for it).
+    With `warped`, the warped flow (`extract --warp`) is written in place of the flow, under the
+    same names, as dense_flow's `extract_warp_gpu` writes it: export it to a folder of its own.
     Videos extracted with a step other than 1 are written as they are: their flow_x_0000k then
     spans img_0000k to img_0000(k + step).
 
@@ -100,6 +103,8 @@ def export_rawframes(
     if absolute and any(c.isspace() for c in str(list_root)):
         raise FlowkitError(f"{list_root} holds whitespace, which mmaction2's file lists cannot")
     with FlowStore(dataset) as store:
+        if warped and not (store.settings or {}).get("warp"):
+            raise FlowkitError(f"{dataset} has no warped flow: extract it with --warp")
         wanted = list(dict.fromkeys(ids)) if ids else store.ids
         unknown = [video_id for video_id in wanted if video_id not in store]
         if unknown:
@@ -114,7 +119,7 @@ def export_rawframes(
             try:
                 if any(c.isspace() for c in video_id):
                     raise FlowkitError("the id holds whitespace, which mmaction2's file lists cannot")
-                frames, pairs = _export_video(store.video(video_id), out_dir / video_id, jpeg_quality)
+                frames, pairs = _export_video(store.video(video_id), out_dir / video_id, jpeg_quality, warped)
             except (FlowkitError, OSError, KeyError, ValueError) as exc:
                 report.failed.append(FailureRecord.now(video_id, video_id, one_line(exc)))
                 continue
@@ -145,7 +150,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
         raise StoreError(f"output folder {out_dir} is not writable")
 
 
-def _export_video(video: VideoRecord, folder: Path, jpeg_quality: int) -> tuple[int, int]:
+def _export_video(video: VideoRecord, folder: Path, jpeg_quality: int, warped: bool = False) -> tuple[int, int]:
     """Write one video's files; returns (RGB frames, flow pairs) written."""
     folder.mkdir(parents=True, exist_ok=True)
     frames = video.entry.frames if video.has_rgb else 0
@@ -155,9 +160,9 @@ def _export_video(video: VideoRecord, folder: Path, jpeg_quality: int) -> tuple[
     stored_jpeg = video.flow_encoding == ENCODING_JPEG
     for i in range(pairs):
         if stored_jpeg:  # denseflow's own layout: the stored files, byte for byte
-            files = video.flow_jpeg(i)
+            files = video.flow_jpeg(i, warped=warped)
         else:
-            codes = video.flow_codes(i)
+            codes = video.flow_codes(i, warped=warped)
             files = tuple(encode_jpeg(plane, jpeg_quality).tobytes() for plane in codes)
         for kind, data in zip((FLOW_X, FLOW_Y), files, strict=True):
             (folder / frame_file_name(kind, i + 1)).write_bytes(data)

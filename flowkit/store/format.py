@@ -23,6 +23,8 @@ FAILURES_TABLE = "failures"
 
 FLOW = "flow"
 FLOW_BACKWARD = "flow_backward"
+WARPED_FLOW = "warped_flow"  # forward flow after camera-motion compensation (`extract --warp`)
+FLOW_DATASETS = (FLOW, FLOW_BACKWARD, WARPED_FLOW)  # stored alike: same shape, encoding, checks
 RGB = "rgb"
 
 ENCODING_ATTR = "encoding"  # on flow datasets and rgb: how their values are stored
@@ -35,11 +37,19 @@ UNKNOWN_QUALITY = -1
 COMPLETE_ATTR = "complete"
 CHECKSUM_ATTR = "crc32"
 BYTES_ATTR = "bytes"  # on `rgb`: total encoded bytes (variable-length data is stored apart)
+FALLBACKS_ATTR = "homography_fallbacks"  # on `warped_flow`: pairs stored unwarped (no homography)
 
 
 def as_text(value: Any) -> str:
     """An HDF5 string attribute or field (bytes or str) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def flow_dataset(backward: bool = False, warped: bool = False) -> str:
+    """The name of the flow dataset a reader or writer means: forward, backward or warped."""
+    if backward and warped:
+        raise ValueError("warped flow is forward flow only")
+    return WARPED_FLOW if warped else FLOW_BACKWARD if backward else FLOW
 
 
 def video_group(video_id: str) -> str:

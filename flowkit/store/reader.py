@@ -4,6 +4,7 @@
         video = store.video("ucf101/v_ApplyEyeMakeup_g01_c01")
         codes = video.flow_codes(0)      # uint8 (2, H, W): frame 0 -> frame 1, u then v
         flow = video.flow_pixels(0)      # float32 (H, W, 2) in pixels
+        warped = video.flow_pixels(0, warped=True)   # camera motion removed (extract --warp)
         frame = video.rgb_frame(0)       # uint8 (H, W, 3) BGR
 
 Shard files are opened directly (the index table says which), once each and only when needed, so
@@ -29,10 +30,13 @@ from flowkit.store.format import (
     ENCODING_ATTR,
     ENCODING_JPEG,
     ENCODING_RAW,
+    FALLBACKS_ATTR,
     FLOW,
     FLOW_BACKWARD,
     RGB,
+    WARPED_FLOW,
     as_text,
+    flow_dataset,
     video_group,
 )
 from flowkit.store.index import IndexEntry, read_index
@@ -84,6 +88,17 @@ class VideoRecord:
         return self.group.get(FLOW_BACKWARD)
 
     @cached_property
+    def warped_flow(self) -> h5py.Dataset | None:
+        """The stored camera-motion-compensated forward flow, if extracted with --warp."""
+        return self.group.get(WARPED_FLOW)
+
+    @property
+    def homography_fallbacks(self) -> int | None:
+        """Pairs of the warped flow stored unwarped (no homography found); None without it."""
+        dataset = self.warped_flow
+        return None if dataset is None else int(dataset.attrs.get(FALLBACKS_ATTR, 0))
+
+    @cached_property
     def _rgb(self) -> h5py.Dataset | None:
         return self.group.get(RGB)
 
@@ -96,15 +111,17 @@ class VideoRecord:
     def has_rgb(self) -> bool:
         return self._rgb is not None
 
-    def _flow_dataset(self, backward: bool) -> h5py.Dataset:
-        dataset = self.flow_backward if backward else self.flow
+    def _flow_dataset(self, backward: bool, warped: bool = False) -> h5py.Dataset:
+        dataset = self.group.get(flow_dataset(backward, warped))
         if dataset is None:
-            raise StoreError(f"video {self.id} has no backward flow (extract with --backward)")
+            what, option = ("warped", "--warp") if warped else ("backward", "--backward")
+            raise StoreError(f"video {self.id} has no {what} flow (extract with {option})")
         return dataset
 
-    def flow_codes(self, index: int | slice, backward: bool = False) -> np.ndarray:
-        """Quantized flow as uint8: (2, H, W) for one pair, (n, 2, H, W) for a slice of pairs."""
-        dataset = self._flow_dataset(backward)
+    def flow_codes(self, index: int | slice, backward: bool = False, warped: bool = False) -> np.ndarray:
+        """Quantized flow as uint8: (2, H, W) for one pair, (n, 2, H, W) for a slice of pairs;
+        the backward or the warped flow when asked (all share one encoding)."""
+        dataset = self._flow_dataset(backward, warped)
         if self.flow_encoding == ENCODING_RAW:
             return dataset[index]
         rows = dataset[index]
@@ -113,16 +130,16 @@ class VideoRecord:
                 (0, 2, self.entry.height, self.entry.width), np.uint8)
         return _decode_pair(rows)
 
-    def flow_jpeg(self, index: int, backward: bool = False) -> tuple[bytes, bytes]:
+    def flow_jpeg(self, index: int, backward: bool = False, warped: bool = False) -> tuple[bytes, bytes]:
         """Pair `index` as stored: the JPEG files of its u and v codes (jpeg encoding only)."""
         if self.flow_encoding != ENCODING_JPEG:
             raise StoreError(f"video {self.id} stores flow raw, not as JPEG files")
-        u_file, v_file = self._flow_dataset(backward)[index]
+        u_file, v_file = self._flow_dataset(backward, warped)[index]
         return u_file.tobytes(), v_file.tobytes()
 
-    def flow_pixels(self, index: int, backward: bool = False) -> np.ndarray:
+    def flow_pixels(self, index: int, backward: bool = False, warped: bool = False) -> np.ndarray:
         """Pair `index` dequantized to float32 (H, W, 2) displacements in pixels."""
-        return np.moveaxis(dequantize_flow(self.flow_codes(index, backward), self.bound), 0, -1)
+        return np.moveaxis(dequantize_flow(self.flow_codes(index, backward, warped), self.bound), 0, -1)
 
     def rgb_jpeg(self, index: int) -> bytes:
         """Frame `index` as stored: the bytes of a JPEG file."""

@@ -22,11 +22,14 @@ from flowkit.store.format import (
     ENCODING_ATTR,
     ENCODING_JPEG,
     ENCODING_RAW,
+    FALLBACKS_ATTR,
     FLOW,
     FLOW_BACKWARD,
     QUALITY_ATTR,
     RGB,
+    WARPED_FLOW,
     VideoAttrs,
+    flow_dataset,
     video_group,
 )
 from flowkit.store.layout import safe_name
@@ -109,7 +112,8 @@ class _JpegSeries:
 
 
 class StagedVideoWriter:
-    """One video's flow (optionally backward flow too) and RGB frames, streamed into a staged file.
+    """One video's flow (optionally backward and warped flow too) and RGB frames, streamed into a
+    staged file; every flow dataset is written alike (`flow_format`, quality, checksums).
 
     Flow is stored as JPEG files of its u and v codes (`flow_format="jpeg"`, denseflow's bytes and
     2.4x smaller) or as a lossless deflate-compressed uint8 array (`"raw"`). Use the `append_*`
@@ -124,6 +128,7 @@ class StagedVideoWriter:
         width: int,
         *,
         backward: bool = False,
+        warped: bool = False,
         rgb_quality: int | None = DEFAULT_QUALITY,
         flow_format: str = ENCODING_JPEG,
         flow_quality: int = DEFAULT_QUALITY,
@@ -144,20 +149,21 @@ class StagedVideoWriter:
                 return _RawFlowSeries(self._group, name, height, width, compression)
             return _JpegSeries(self._group, name, 2, flow_quality)
 
-        self.flow = flow_series(FLOW)
-        self.flow_backward = flow_series(FLOW_BACKWARD) if backward else None
+        wanted = (FLOW, FLOW_BACKWARD if backward else None, WARPED_FLOW if warped else None)
+        self._flows = {name: flow_series(name) for name in wanted if name is not None}
         self.rgb = (
             _JpegSeries(self._group, RGB, 1, rgb_quality) if rgb_quality is not None else None
         )
 
-    def _flow(self, backward: bool) -> _RawFlowSeries | _JpegSeries:
-        series = self.flow_backward if backward else self.flow
-        assert series is not None, "writer was opened without backward flow"
-        return series
+    def _flow(self, backward: bool, warped: bool = False) -> _RawFlowSeries | _JpegSeries:
+        name = flow_dataset(backward, warped)
+        assert name in self._flows, f"writer was opened without {name}"
+        return self._flows[name]
 
-    def append_flow(self, codes: np.ndarray, backward: bool = False) -> None:
-        """Quantized flow of the next pair, uint8 (2, H, W): u codes, then v codes."""
-        series = self._flow(backward)
+    def append_flow(self, codes: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+        """Quantized flow of the next pair, uint8 (2, H, W): u codes, then v codes (of the
+        backward or the warped flow when asked)."""
+        series = self._flow(backward, warped)
         if isinstance(series, _RawFlowSeries):
             series.append(codes)
         else:
@@ -180,11 +186,16 @@ class StagedVideoWriter:
         assert self.rgb is not None, "writer was opened without RGB frames"
         self.rgb.append([jpeg_file])
 
-    def commit(self, attrs: VideoAttrs) -> Path:
-        """Finish every dataset, write the attributes with `complete` last, and publish the file."""
-        for series in (self.flow, self.flow_backward, self.rgb):
+    def commit(self, attrs: VideoAttrs, homography_fallbacks: int = 0) -> Path:
+        """Finish every dataset, write the attributes with `complete` last, and publish the file.
+
+        `homography_fallbacks`: pairs of the warped flow stored unwarped (identity), recorded on
+        `warped_flow` when the writer has it."""
+        for series in (*self._flows.values(), self.rgb):
             if series is not None:
                 series.finish()
+        if WARPED_FLOW in self._flows:
+            self._flows[WARPED_FLOW].dataset.attrs[FALLBACKS_ATTR] = np.int64(homography_fallbacks)
         for key, value in attrs.stamped().items():
             self._group.attrs[key] = value
         self._group.attrs[COMPLETE_ATTR] = True

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.store.damage import read_marks
-from flowkit.store.format import BYTES_ATTR, FLOW, FLOW_BACKWARD, RGB
+from flowkit.store.format import BYTES_ATTR, FLOW, FLOW_DATASETS, RGB
 from flowkit.store.layout import DatasetLayout
 from flowkit.store.reader import FlowStore
 
@@ -46,11 +46,13 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
         if (store.settings or {}).get("imported_from"):  # the layout each video was read in
             layouts = Counter(str(store.video(v).group.attrs.get(LAYOUT_ATTR, "unknown")) for v in store.ids)
             summary["layouts"] = dict(layouts.most_common())
+        if (store.settings or {}).get("warp"):
+            summary["homography_fallbacks"] = _fallbacks(store)
         if storage:
             by_kind = Counter()
             for video_id in store.ids:
                 group = store.video(video_id).group
-                for name in (FLOW, FLOW_BACKWARD, RGB):
+                for name in (*FLOW_DATASETS, RGB):
                     if name in group:
                         dataset = group[name]
                         # JPEG files are variable-length data, stored apart: their size is an attr.
@@ -59,6 +61,16 @@ def summarize(path: str | Path, storage: bool = True) -> dict[str, Any]:
             pairs = summary["pairs"]
             summary["bytes_per_pair"] = round(by_kind[FLOW] / pairs, 1) if pairs else None
     return summary
+
+
+def _fallbacks(store: FlowStore) -> dict[str, Any]:
+    """Warped pairs stored unwarped for want of a homography: in all, and per video that has any."""
+    by_video = {}
+    for video_id in store.ids:
+        count = store.video(video_id).homography_fallbacks
+        if count:
+            by_video[video_id] = count
+    return {"pairs": sum(by_video.values()), "videos": by_video}
 
 
 def format_bytes(n: float) -> str:
@@ -98,10 +110,19 @@ def describe(summary: dict[str, Any], name: str) -> str:
             f"algorithm  {settings.get('algorithm')}{engine}  {params}".rstrip(),
             f"settings   bound {settings.get('bound', 0):g}, step {settings.get('step', 1)}, "
             f"size {settings.get('size')}, fps {settings.get('fps') or 'source'}, "
-            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}",
+            f"backward {'yes' if settings.get('backward') else 'no'}, flow {flow}, rgb {rgb}"
+            + (", warp yes" if settings.get("warp") else ""),
         ]
     if summary.get("layouts"):
         lines.append("layout     " + ", ".join(f"{name} ({n})" for name, n in summary["layouts"].items()))
+    fallbacks = summary.get("homography_fallbacks")
+    if fallbacks is not None:
+        worst = sorted(fallbacks["videos"].items(), key=lambda item: (-item[1], item[0]))
+        lines.append(f"warped     {fallbacks['pairs']} of {summary['pairs']} pairs without a homography "
+                     f"(stored unwarped) in {len(worst)} video(s)")
+        lines += [f"  {video_id}: {n}" for video_id, n in worst[:10]]
+        if len(worst) > 10:
+            lines.append(f"  ... and {len(worst) - 10} more (--json lists them all)")
     failures = summary["failures"]
     lines.append(f"failures   {len(failures)}")
     lines += [f"  {f['source']}: {f['error']}" for f in failures]

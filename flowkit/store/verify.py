@@ -25,8 +25,7 @@ from flowkit.store.format import (
     ENCODING_ATTR,
     ENCODING_JPEG,
     ENCODING_RAW,
-    FLOW,
-    FLOW_BACKWARD,
+    FLOW_DATASETS,
     RGB,
     as_text,
     video_group,
@@ -105,7 +104,7 @@ def _check_crc(video: VideoRecord, name: str, dataset: h5py.Dataset, crc: int) -
 def _read_everything(video: VideoRecord) -> None:
     """Parse every attribute of the video group and of everything in it, and read end to end every
     dataset the content checks do not read; raises what h5py raises on damage."""
-    checked = {FLOW, FLOW_BACKWARD, RGB}
+    checked = {*FLOW_DATASETS, RGB}
     objects: list[tuple[str, h5py.HLObject]] = [("", video.group)]
     video.group.visititems(lambda name, obj: objects.append((name, obj)))
     for name, obj in objects:
@@ -137,7 +136,7 @@ def verify_video(video: VideoRecord) -> list[str]:
     # 0 pairs: a video stored without flow (an imported RGB-only rawframes folder)
     if entry.pairs not in (max(entry.frames - video.step, 0), 0):
         problems.append(f"{video.id}: {entry.pairs} flow pairs for {entry.frames} frames at step {video.step}")
-    for name in (FLOW, FLOW_BACKWARD):
+    for name in FLOW_DATASETS:
         if name not in video.group:
             continue
         dataset = video.group[name]

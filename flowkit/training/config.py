@@ -23,7 +23,7 @@ from flowkit.params import parse_assignments, parse_bool
 
 SNIPPET_ARCHITECTURES = ("twostream", "tsn")  # 2D networks on snippets; any clip network also goes
 FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
-STREAMS_WITH_SETTINGS = ("rgb", "flow")  # the tables of StreamConfig; rgbdiff trains with rgb's
+STREAMS_WITH_SETTINGS = ("rgb", "flow")  # the tables of StreamConfig; rgbdiff trains with rgb's, warped_flow with flow's
 EVERY_STREAM = ("epochs",)  # top-level overrides meaning that setting of every stream
 
 
@@ -114,7 +114,7 @@ class TrainConfig:
         return self.arch not in SNIPPET_ARCHITECTURES
 
     def stream(self, stream: str) -> StreamConfig:
-        """The settings `stream` trains with: flow's own, rgb's for rgb and rgbdiff."""
+        """The settings `stream` trains with: flow's for flow and warped_flow, rgb's for rgb and rgbdiff."""
         return getattr(self, settings_key(stream))
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,8 +125,9 @@ class TrainConfig:
 
 
 def settings_key(stream: str) -> str:
-    """The table of settings a stream trains with: `flow` for flow, `rgb` for rgb and rgbdiff."""
-    return "flow" if stream == "flow" else "rgb"
+    """The table of settings a stream trains with: `flow` for flow and TSN's warped_flow (the
+    paper trains it as the flow stream), `rgb` for rgb and rgbdiff."""
+    return "flow" if stream in ("flow", "warped_flow") else "rgb"
 
 
 def _convert(value: Any, kind: Any, where: str) -> Any:

@@ -5,7 +5,7 @@
     run/fused/...                late fusion of the two streams' scores (train-two-stream)
     run/summary.json             per-stream and fused accuracy
 
-A stream is `rgb`, `flow` or `rgbdiff`; `fusion` is a jointly trained mid-level fusion.
+A stream is `rgb`, `flow`, `rgbdiff` or `warped_flow`; `fusion` is a jointly trained mid-level fusion.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What a stream is: training settings turned into the datasets and the model of one stream.
 
 `load_data` opens a dataset with its labels once, before any training; `stream_modality`,
-`stream_datasets` and `stream_model` then make, for a stream (`rgb`, `flow` or `rgbdiff`), the
+`stream_datasets` and `stream_model` then make, for a stream (`rgb`, `flow`, `rgbdiff` or TSN's
+`warped_flow`, flow with the camera motion removed, read from `extract --warp`'s datasets), the
 input it reads, its training and test datasets and its network; `view_logits` is how the test
 protocol scores a video's views with it.
 """
@@ -30,7 +31,8 @@ from flowkit.models.registry import accepts, create_model, model_info
 from flowkit.models.tsn import TSN
 from flowkit.training.config import TrainConfig
 
-STREAMS = ("rgb", "flow", "rgbdiff")
+STREAMS = ("rgb", "flow", "rgbdiff", "warped_flow")
+FLOW_STREAMS = ("flow", "warped_flow")  # flow stacks: one network, one input layout, two sources
 
 
 @dataclass
@@ -74,15 +76,17 @@ def stream_modality(config: TrainConfig, stream: str, rgb_values: str | None = N
     if config.clips:
         if stream == "rgb":
             return RGB(length=config.clip_length, stride=config.clip_stride, values=values, clip=True)
-        if stream == "flow":
-            return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True)
-        raise FlowkitError(f"{config.arch} has rgb and flow streams, not rgbdiff")
+        if stream in FLOW_STREAMS:
+            return Flow(length=config.clip_length, stride=config.clip_stride, values="unit", clip=True,
+                        warped=stream == "warped_flow")
+        raise FlowkitError(f"{config.arch} has rgb and flow (or warped_flow) streams, not rgbdiff")
     length = 10 if config.arch == "twostream" and config.flow_length == TrainConfig.flow_length else config.flow_length
     if stream == "rgb":
         return RGB(values=values)
     if stream == "rgbdiff":
         return RGB(length=length + 1, values=values)
-    return Flow(length=length, stacking=config.stacking, mean_subtraction=config.mean_subtraction)
+    return Flow(length=length, stacking=config.stacking, mean_subtraction=config.mean_subtraction,
+                warped=stream == "warped_flow")
 
 
 def _segments(config: TrainConfig) -> int:
@@ -120,7 +124,9 @@ def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Modul
         return create_model(config.arch, num_classes, in_chans=3 if stream == "rgb" else 2, **extra)
     modality = stream_modality(config, stream)
     length = modality.clip_len - 1 if stream == "rgbdiff" else modality.clip_len
-    return create_model("tsn", num_classes, backbone=config.backbone, modality=stream,
+    # Warped flow is flow to the network: the same input layout, dropout and initialisation.
+    return create_model("tsn", num_classes, backbone=config.backbone,
+                        modality="flow" if stream in FLOW_STREAMS else stream,
                         num_segments=_segments(config), snippet_length=None if stream == "rgb" else length,
                         consensus=config.consensus, dropout=settings.dropout, partial_bn=config.partial_bn)
 

@@ -83,3 +83,17 @@ def test_fusing_files_names_each_by_its_file_or_its_runs_stream_folder(tmp_path)
     assert rows["rgb_scores"] == rgb.metrics() and rows["flow"] == flow.metrics()
     with pytest.raises(FlowkitError, match="use --weights or --learn, not both"):
         fuse_files(paths, [1, 1], learn=True)
+
+
+def test_fusing_three_files_tsn_rgb_flow_and_warped_flow(tmp_path):
+    labels = [0, 1, 1, 0]
+    streams = {"rgb": _scores([[1, 0], [0, 1], [1, 0], [1, 0]], labels),  # each wrong once, elsewhere
+               "flow": _scores([[0, 1], [0, 1], [0, 1], [1, 0]], labels),
+               "warped_flow": _scores([[1, 0], [1, 0], [0, 1], [1, 0]], labels)}
+    for name, scores in streams.items():
+        (tmp_path / name).mkdir()
+        scores.save(tmp_path / name / "scores.npz")
+    rows, fused = fuse_files([tmp_path / n / "scores.npz" for n in streams], [1, 1, 1])
+    assert list(rows) == ["rgb", "flow", "warped_flow", "fused"]
+    assert all(rows[n]["top1"] == 0.75 for n in streams) and rows["fused"]["top1"] == 1.0
+    assert np.allclose(fused.scores, sum(s.scores for s in streams.values()) / 3)
