@@ -6,8 +6,9 @@ Each figure comes from a fresh Python process (as a user's `flowkit flow` or a m
 is), timed from before `import` to the first and to the 10th pair of real UCF101 frames:
 
 1. The torch engine eager, compiled with a cold compile cache (an empty TORCHINDUCTOR_CACHE_DIR)
-   and compiled with a warm one (the same folder, second process), at 342x256 and 584x388, with
-   1 and 2 threads, the machine quiet and with the other core kept busy by a spinning process.
+   and compiled with a warm one (the same folder, second process), at 85x64 (the demo's size),
+   342x256 and 584x388, with 1 and 2 threads, the machine quiet; and at 342x256 with the other
+   core kept busy by a spinning process.
 2. The goal's ratio: `flowkit flow A B -o F` (process start included, flowkit's own choice of
    compiled or eager) against OpenCV's DualTVL1OpticalFlow on the same pair in a fresh process.
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from flowkit.video import FrameSize, VideoReader  # noqa: E402
 
 CLIP = ROOT.parent / "shared/testdata/videos/ucf101"
-SIZES = {"342x256": 256, "584x388": 388}
+SIZES = {"85x64": 64, "342x256": 256, "584x388": 388}
 
 # Runs in the fresh process: imports, builds the engine, computes pairs, prints the times.
 PROBE = """
@@ -45,6 +46,7 @@ torch.set_num_threads({threads})
 from flowkit.flow.engines import create_engine
 frames = np.load({frames!r})
 engine = create_engine("tvl1", backend="torch", device="cpu", compile={compile})
+engine.set_threads({threads})
 t_ready = time.perf_counter()
 marks = []
 for i in range({pairs}):
@@ -90,7 +92,7 @@ def probe(frames: Path, threads: int, compile: bool, cache: Path, pairs: int) ->
 
 def startup_table(folder: Path, busy: bool, quick: bool) -> list[dict[str, Any]]:
     rows = []
-    sizes = {"342x256": 256} if quick else SIZES
+    sizes = {"342x256": 256} if quick or busy else SIZES  # busy: the default size only
     for label, side in sizes.items():
         frames = save_frames(folder, side)
         for threads in (1,) if quick else (1, 2):
