@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowkit.errors import FlowkitError
 
 if TYPE_CHECKING:
     import torch
+
+
+def surely_cpu(name: str) -> bool:
+    """Whether `name` surely means the CPU here, answered without importing torch: `cpu`, or
+    `auto` on a machine with no GPU device node (NVIDIA's or AMD's)."""
+    if name == "cpu":
+        return True
+    return name == "auto" and not any(Path(node).exists() for node in ("/dev/nvidiactl", "/dev/kfd"))
 
 
 def wants_cuda(name: str) -> bool:

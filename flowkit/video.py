@@ -246,15 +246,25 @@ class VideoReader:
             yield ts, _resize(frame, self.width, self.height)
 
 
-def header_frame_count(path: str | Path) -> int:
-    """The frame count a video's header claims (0 when it claims none or cannot be opened):
-    cheap, no decoding; an estimate, since headers can be off by a frame or more."""
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video's header claims (zeros when it claims nothing or cannot be opened): cheap, no
+    decoding; an estimate, since headers can be off by a frame or more."""
+
+    frames: int
+    width: int
+    height: int
+
+
+def read_header(path: str | Path) -> VideoHeader:
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+        opened = capture.isOpened()
+        values = [capture.get(p) if opened else 0.0
+                  for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)]
     finally:
         capture.release()
-    return int(count) if count and np.isfinite(count) and count > 0 else 0
+    return VideoHeader(*(int(v) if v and np.isfinite(v) and v > 0 else 0 for v in values))
 
 
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

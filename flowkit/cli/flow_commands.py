@@ -43,12 +43,14 @@ def synth(folder: Path, kind: str, videos_per_class: int, test_per_class: int, f
 def flow(frame1: Path, frame2: Path, output: Path, algorithm: str, engine: str, device: str,
          preset: str, params: tuple[str, ...], weights: Path | None) -> None:
     """Optical flow from the image FRAME1 to the image FRAME2."""
-    from flowkit.flow.engines import create_engine, resolve_backend
+    from flowkit.flow.engines import auto_backend, create_engine, resolve_backend
     from flowkit.flow.pairs import flow_between_files, write_flow_file
 
-    backend = resolve_backend(algorithm, engine)
-    # One pair never repays torch.compile's start-up cost.
-    flow_engine = create_engine(algorithm, engine_params(params, weights), backend, device, preset,
+    # One pair never repays torch.compile's start-up cost: auto is OpenCV's on a CPU.
+    chosen = engine_params(params, weights)
+    backend = (auto_backend(algorithm, device, preset=preset, params=chosen) if engine == "auto"
+               else resolve_backend(algorithm, engine))
+    flow_engine = create_engine(algorithm, chosen, backend, device, preset,
                                 compile=False)
     result, seconds = flow_between_files(flow_engine, frame1, frame2)
     write_flow_file(output, result)

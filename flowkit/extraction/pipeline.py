@@ -230,7 +230,7 @@ def extract(
             # A malformed or unreachable scheduler fails here, before the output is touched.
             client = stack.enter_context(dask_client(scheduler, quiet=not progress))
         dataset = stack.enter_context(DatasetWriter(output, shard_bytes))
-        settings = settings.keeping_stored_engine(dataset.stored_settings())
+        settings = settings.keeping_stored_engine(dataset.stored_settings()).choosing_engine(videos)
         fingerprint = settings.fingerprint
         engine_for(settings)  # a bad device or parameter fails here, once, before any work
         dataset.adopt_settings(fingerprint, force)

@@ -11,11 +11,17 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from flowkit.devices import resolve_device
+from flowkit.devices import resolve_device, surely_cpu
 from flowkit.errors import FlowkitError
-from flowkit.flow.compile_cache import tvl1_is_warm, worth_compiling
+from flowkit.flow.compile_cache import (
+    COLD_BREAK_EVEN_MEGAPIXELS,
+    WARM_BREAK_EVEN_MEGAPIXELS,
+    tvl1_is_warm,
+    worth_compiling,
+)
 from flowkit.flow.engines import (
     FlowEngine,
+    auto_backend,
     create_engine,
     engine_class,
     has_cxx_compiler,
@@ -27,7 +33,7 @@ from flowkit.flow.quantize import DEFAULT_BOUND
 from flowkit.params import check_count, check_positive
 from flowkit.store.format import ENCODING_JPEG, FLOW_ENCODINGS, FORMAT_VERSION
 from flowkit.store.staging import DEFAULT_COMPRESSION, DEFAULT_QUALITY
-from flowkit.video import FrameSize, VideoFile, header_frame_count
+from flowkit.video import FrameSize, VideoFile, read_header
 
 DEFAULT_SHORT_SIDE = 256
 MAX_FPS = 1000.0  # beyond any camera's rate; resampling to it repeats every source frame
@@ -108,24 +114,42 @@ class ExtractSettings:
         return create_engine(self.algorithm, dict(self.params), self.backend, self.device, self.preset,
                              compile=self.compile)
 
+    def job_pair_pixels(self, videos: Sequence[VideoFile], enough: float = float("inf")) -> float:
+        """The job's work in pairs x pixels at the output size, from the videos' headers (read
+        only until `enough`)."""
+        total = 0.0
+        for video in videos:
+            header = read_header(video.path)
+            width, height = self.size.target(header.width, header.height) if header.width else (0, 0)
+            pairs = max(header.frames - 1, 0) // self.step * (2 if self.backward else 1)
+            total += pairs * width * height
+            if total >= enough:
+                break
+        return total
+
+    def _repays_compiling(self, videos: Sequence[VideoFile]) -> bool:
+        warm = tvl1_is_warm()
+        enough = 1e6 * (WARM_BREAK_EVEN_MEGAPIXELS if warm else COLD_BREAK_EVEN_MEGAPIXELS)
+        return worth_compiling(self.job_pair_pixels(videos, enough), warm)
+
+    def choosing_engine(self, videos: Sequence[VideoFile]) -> ExtractSettings:
+        """`--engine auto` made explicit for a job of `videos` (`flow.engines.auto_backend`)."""
+        if self.engine != "auto":
+            return self
+        on_cpu = surely_cpu(self.device) or resolve_device(self.device).type == "cpu"
+        backend = auto_backend(self.algorithm, self.device, on_cpu and self._repays_compiling(videos),
+                               self.preset, dict(self.params))
+        return replace(self, engine=backend)
+
     def compiling_for(self, videos: Sequence[VideoFile]) -> ExtractSettings:
         """These settings with torch.compile decided for a job of `videos`: on a CPU, compiled
-        only when the job's pairs repay the compilation (fewer needed when the kernels are
-        already in the cache); on a GPU, compiled. Frame counts come from the videos' headers,
-        read until the answer is known."""
+        only when the job's pairs repay the compilation (less work needed when the kernels are
+        already in the cache); on a GPU, compiled."""
         if self.compile is not None or self.backend != "torch":
             return self
-        if resolve_device(self.device).type != "cpu":
+        if not surely_cpu(self.device) and resolve_device(self.device).type != "cpu":
             return replace(self, compile=True)
-        if not has_cxx_compiler():
-            return replace(self, compile=False)
-        warm = tvl1_is_warm()
-        pairs = 0
-        for video in videos:
-            pairs += max(header_frame_count(video.path) - 1, 0) // self.step * (2 if self.backward else 1)
-            if worth_compiling(pairs, warm):
-                return replace(self, compile=True)
-        return replace(self, compile=False)
+        return replace(self, compile=has_cxx_compiler() and self._repays_compiling(videos))
 
     @cached_property
     def fingerprint(self) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from pathlib import Path
 CACHE_ENV = "FLOWKIT_COMPILE_CACHE"
 INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
-# When compiling repays itself on a CPU, from benchmarks/startup.py (BENCHMARKS.md, "Start-up"):
-# compiling costs about as many seconds as this many eager pairs at 342x256, with the kernels
-# not yet in the cache (cold) or already there (warm).
-COLD_BREAK_EVEN_PAIRS = 600
-WARM_BREAK_EVEN_PAIRS = 60
+# When compiling repays itself on a CPU, in pairs x pixels (millions), from benchmarks/startup.py
+# (BENCHMARKS.md, "Start-up"): compiling costs about 24 s with the kernels not yet in the cache
+# (cold) and 5 s with them there (warm); a compiled pair then saves about 3 us per pixel against
+# the OpenCV engine or the uncompiled one (342x256: 0.17 s against 0.45-0.49 s).
+COLD_BREAK_EVEN_MEGAPIXELS = 8.0  # about 90 pairs at 342x256
+WARM_BREAK_EVEN_MEGAPIXELS = 1.5  # about 17 pairs
 
 
 def cache_dir() -> Path:
@@ -62,6 +63,7 @@ def mark_tvl1_warm() -> None:
         pass
 
 
-def worth_compiling(pairs: int, warm: bool) -> bool:
-    """Whether `pairs` pairs on a CPU repay compiling the TV-L1 kernels first."""
-    return pairs >= (WARM_BREAK_EVEN_PAIRS if warm else COLD_BREAK_EVEN_PAIRS)
+def worth_compiling(pair_pixels: float, warm: bool) -> bool:
+    """Whether a job of `pair_pixels` (pairs x pixels per pair) on a CPU repays compiling the
+    TV-L1 kernels first."""
+    return pair_pixels / 1e6 >= (WARM_BREAK_EVEN_MEGAPIXELS if warm else COLD_BREAK_EVEN_MEGAPIXELS)

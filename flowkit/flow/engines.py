@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flowkit.devices import resolve_device, surely_cpu
 from flowkit.errors import FlowkitError
 from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
 from flowkit.flow.torch_engines import MotionNetEngine, TorchTVL1Engine
@@ -166,6 +167,22 @@ def resolve_backend(algorithm: str, backend: str = "auto") -> str:
         have = ", ".join(b for a, b in ENGINES if a == algorithm)
         raise FlowkitError(f"{algorithm} has no {backend} engine (it has: {have})")
     return backend
+
+
+def auto_backend(algorithm: str, device: str = "auto", repays_compiling: bool = False,
+                 preset: str = "default", params: Mapping[str, Any] | None = None) -> str:
+    """What `--engine auto` runs for a job: the torch engine on a GPU, or on a CPU when the job
+    repays compiling it; otherwise OpenCV's, which needs no start-up and is as fast as the torch
+    engine uncompiled (BENCHMARKS.md, "Start-up"). Algorithms with one engine keep it, and
+    settings only the torch engine has (preset denseflow's `variant`) choose it."""
+    backend = resolve_backend(algorithm, "auto")
+    if backend != "torch" or (algorithm, "opencv") not in ENGINES:
+        return backend
+    if resolve_params(algorithm, params, preset).get("variant", "optflow") != "optflow":
+        return "torch"
+    if not surely_cpu(device) and resolve_device(device).type != "cpu":
+        return "torch"
+    return "torch" if repays_compiling and has_cxx_compiler() else "opencv"
 
 
 def engine_class(algorithm: str, backend: str = "opencv") -> type[FlowEngine]:
