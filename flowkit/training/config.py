@@ -145,9 +145,13 @@ class TrainConfig:
 
         from flowkit.models.registry import create_model
 
-        with torch.device("meta"):
-            model = create_model(self.arch, 2, **self.model_options("flow")).eval()
-            model(torch.empty(1, 2, self.clip_length, self.crop_size, self.crop_size))
+        try:
+            with torch.device("meta"):
+                model = create_model(self.arch, 2, **self.model_options("flow")).eval()
+                model(torch.empty(1, 2, self.clip_length, self.crop_size, self.crop_size))
+        except FlowkitError as error:
+            raise FlowkitError(f"clip_length {self.clip_length}, crop_size {self.crop_size} do not fit "
+                               f"{self.arch}: {error}") from None
 
     @property
     def clips(self) -> bool:
