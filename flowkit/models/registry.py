@@ -109,8 +109,8 @@ def check_clip_input(model: nn.Module, args: tuple[Any, ...]) -> None:
     if len(args) != 1 or not all(isinstance(x, Tensor) and x.dim() == 5 and x.shape[1] == channels for x in clips):
         got = ", ".join(str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in clips)
         raise FlowkitError(
-            f"{info.name} takes clips (N, C, T, H, W) of {channels} channels, {info.frames} frames of "
-            f"{info.size}x{info.size} in the paper, not {got or 'no input'}"
+            f"{info.name} takes clips (N, C, T, H, W) of {channels} channels, not {got or 'no input'} "
+            f"({info.frames} frames of {info.size}x{info.size} in the paper)"
         )
 
 
