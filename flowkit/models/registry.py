@@ -99,12 +99,15 @@ def register_model(info: ModelInfo) -> Callable[[Callable[P, M]], Callable[P, M]
 
 def check_clip_input(model: nn.Module, args: tuple[Any, ...]) -> None:
     """Before a one-input clip network runs: its input is (N, C, T, H, W) clips (SlowFast: or a
-    list of them) of the channels its first convolution takes, else a one-line FlowkitError
+    list of them) of the channels it was built for (`in_chans`, else what its first convolution
+    takes: MotionNet's stacks frames as channels), else a one-line FlowkitError
     naming the clip it expects. Registered on every such network its builder makes; the
     networks check their own extents (C3D's fc6, T3D's and S3D's smallest clip, SlowFast's
     frame multiple)."""
     info: ModelInfo = model.model_info
-    channels = model.get_submodule(info.first_conv).in_channels if info.first_conv else info.channels[0]
+    channels = getattr(model, "in_chans", None)  # what the network was built for, else its stem's
+    if not isinstance(channels, int):
+        channels = model.get_submodule(info.first_conv).in_channels if info.first_conv else info.channels[0]
     clips = args[0] if args and isinstance(args[0], list | tuple) else args[:1]
     if len(args) != 1 or not all(isinstance(x, Tensor) and x.dim() == 5 and x.shape[1] == channels for x in clips):
         got = ", ".join(str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in clips)

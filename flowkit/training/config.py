@@ -75,6 +75,8 @@ class TrainConfig:
         lr=0.001, epochs=340, lr_steps=[190, 300], dropout=0.7))
 
     def validate(self) -> None:
+        """Fill the settings left to the network (`resolve`), then check them all."""
+        self.resolve()
         from flowkit.models.registry import clip_networks  # here: the models bring in torch
 
         checks = [
@@ -147,8 +149,8 @@ class TrainConfig:
 
         try:
             with torch.device("meta"):
-                model = create_model(self.arch, 2, **self.model_options("flow")).eval()
-                model(torch.empty(1, 2, self.clip_length, self.crop_size, self.crop_size))
+                model = create_model(self.arch, 2, **self.model_options("rgb")).eval()
+                model(torch.empty(1, 3, self.clip_length, self.crop_size, self.crop_size))
         except FlowkitError as error:
             raise FlowkitError(f"clip_length {self.clip_length}, crop_size {self.crop_size} do not fit "
                                f"{self.arch}: {error}") from None
@@ -228,7 +230,6 @@ def load_config(pipeline: str | Path | None = None, overrides: dict[str, Any] | 
             cursor = cursor.setdefault(part, {})
         cursor[leaf] = value
         _apply(config, nested, f"option {key}")
-    config.resolve()
     config.validate()
     return config
 

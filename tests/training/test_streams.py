@@ -1,5 +1,6 @@
 """Every registered clip network as a stream: its flow network (2 channels) builds from the
-settings and gives logits on a small clip; settings whose clip it cannot take fail in one line."""
+settings and gives logits on a small clip; settings whose clip it cannot take fail in one line;
+every shipped pipeline builds its streams' networks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from flowkit.training.streams import stream_model
 CLASSES = 5
 # (frames, crop) of a small clip each network takes: most take any; T3D needs 29 of 29x29, S3D
 # 5 of 17x17, C3D 16 of 16x16 (its fc6 is built for the clip the settings give).
-SMALL = {"t3d": (29, 29), "s3d": (5, 32), "s3d_g": (5, 32), "c3d": (16, 16)}
+SMALL = {"t3d": (29, 29), "s3d": (5, 32), "s3d_g": (5, 32), "c3d": (16, 16),
+         "hidden_two_stream": (11, 32)}
+# Networks that compute their own flow from RGB clips have no flow stream: a one-line error.
+RGB_ONLY = {"hidden_two_stream"}
 
 
 def _config(arch: str, frames: int, size: int):
@@ -36,6 +40,11 @@ def test_the_flow_stream_of_every_clip_network_gives_logits(arch: str) -> None:
     tests/models/test_registry.py runs every network for real, the 3-channel way, which the
     2-channel one differs from in the first convolution only)."""
     frames, size = SMALL.get(arch, (4, 32))
+    if arch in RGB_ONLY:
+        with pytest.raises(FlowkitError, match="from RGB clips") as error, torch.device("meta"):
+            stream_model(_config(arch, frames, size), "flow", CLASSES)
+        assert "\n" not in str(error.value)
+        return
     with torch.device("meta"):
         model = stream_model(_config(arch, frames, size), "flow", CLASSES).eval()
         logits = model(torch.empty(2, 2, frames, size, size))
@@ -72,13 +81,16 @@ PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.t
 def test_every_pipeline_loads_and_builds_its_stream_models(path: Path) -> None:
     """Each shipped pipeline's settings build both streams' networks, and a clip network takes
     the clip the pipeline reads (on the meta device: the paper-sized networks cost no memory)."""
-    config = load_config(path)  # which runs the flow network on the clip (TrainConfig.validate)
+    config = load_config(path)  # which runs the network on the clip (TrainConfig.validate)
     with torch.device("meta"):
-        rgb, flow = stream_model(config, "rgb", 101), stream_model(config, "flow", 101)
+        rgb = stream_model(config, "rgb", 101)
+        if config.arch not in RGB_ONLY:
+            flow = stream_model(config, "flow", 101)
         if config.clips:
             clip = torch.empty(2, 3, config.clip_length, config.crop_size, config.crop_size)
             assert rgb.eval()(clip).shape == (2, 101)
-            assert flow.get_submodule(model_info(config.arch).first_conv).in_channels == 2
+            if config.arch not in RGB_ONLY:
+                assert flow.get_submodule(model_info(config.arch).first_conv).in_channels == 2
 
 
 def test_the_pipelines_cover_every_3d_family():
