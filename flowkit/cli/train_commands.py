@@ -20,7 +20,8 @@ def _config_epilog() -> str:
     from flowkit.training.config import TrainConfig
 
     defaults = TrainConfig().to_dict()
-    lines = ["\b", "Settings (pipeline TOML keys, or --set KEY=VALUE), with their defaults:"]
+    lines = ["\b", "Settings (pipeline TOML keys, or --set KEY=VALUE), with their defaults",
+             "(clip_length, clip_stride, crop_size 0: the network's own clip and size):"]
     for key, value in defaults.items():
         if isinstance(value, dict):
             lines.append(f"  [{key}] " + ", ".join(f"{k}={v}" for k, v in value.items()))

@@ -4,11 +4,18 @@ Every function returns start positions (or index arrays) into a sequence of `len
 (frames for RGB, flow pairs for flow). A snippet or clip of `clip_len` positions starting at `s`
 covers `s .. s + clip_len - 1`; a sequence shorter than the clip is handled by `clip_indices`,
 which loops (I3D) or clamps to the last position (TSN), as stated by each caller.
+
+What a 3D network's clip is (`ClipSampling`: T positions at stride tau) is also said here, not in
+the models: X3D's per size, SlowFast's Fast clip and the Slow pathway's subset of it, and
+`REFERENCE_CLIPS`, the clip each such network's reference trains on.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from flowkit.errors import FlowkitError
 
@@ -63,3 +70,66 @@ def clip_indices(start: int, clip_len: int, length: int, stride: int = 1, loop: 
         raise FlowkitError("a sequence with no positions has no clips")
     indices = start + np.arange(clip_len, dtype=np.int64) * stride
     return indices % length if loop else np.minimum(indices, length - 1)
+
+
+# ---- the clips each 3D network's reference reads ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """A 3D network's clip: `frames` positions, `stride` apart (T x tau in the papers' notation)."""
+
+    frames: int
+    stride: int = 1
+
+    @property
+    def span(self) -> int:
+        """How many positions the clip covers, first to last."""
+        return (self.frames - 1) * self.stride + 1
+
+
+# X3D (Feichtenhofer, CVPR 2020), T x tau per size: facebookresearch/SlowFast
+# configs/Kinetics/X3D_{XS,S,M,L}.yaml (DATA.NUM_FRAMES, DATA.SAMPLING_RATE: 4x12, 13x6, 16x5,
+# 16x5), as pytorchvideo's hub page gives them too (pytorch/hub facebookresearch_pytorchvideo_x3d.md,
+# "frame length x sample rate"), on Kinetics at its own 30 fps.
+X3D_CLIPS = {"xs": ClipSampling(4, 12), "s": ClipSampling(13, 6), "m": ClipSampling(16, 5),
+             "l": ClipSampling(16, 5)}
+
+SLOWFAST_ALPHA = 4  # Fast frames per Slow frame: SLOWFAST.ALPHA of SLOWFAST_8x8_R50.yaml
+
+
+def slowfast_clip(slow_frames: int = 8, slow_stride: int = 8, alpha: int = SLOWFAST_ALPHA) -> ClipSampling:
+    """SlowFast's one read: the Fast pathway's clip of alpha * T frames at stride tau / alpha
+    (R50 8x8: 32 frames at stride 2, DATA.NUM_FRAMES and DATA.SAMPLING_RATE of
+    facebookresearch/SlowFast configs/Kinetics/SLOWFAST_8x8_R50.yaml); the Slow pathway's T
+    frames are a subset of it (`slow_pathway`)."""
+    if slow_stride % alpha:
+        raise FlowkitError(f"the Slow stride ({slow_stride}) must be a multiple of alpha ({alpha})")
+    return ClipSampling(slow_frames * alpha, slow_stride // alpha)
+
+
+def slow_pathway(fast_frames: int, alpha: int = SLOWFAST_ALPHA) -> np.ndarray:
+    """The positions in a Fast clip of `fast_frames` that the Slow pathway reads: fast_frames //
+    alpha of them spread from the first to the last, `linspace(0, T - 1, T // alpha)` truncated,
+    computed as the reference code does (`pack_pathway_output` in facebookresearch/
+    SlowFast slowfast/datasets/utils.py, `PackPathway` in pytorchvideo_trainer). At T = 32:
+    0, 4, 8, 13, 17, 22, 26, 31, which is the code's rule; the paper's (every alpha-th frame, a
+    stride of exactly tau) differs by up to alpha - 1 Fast positions, and the checkpoints follow the code.
+
+    The data layer reads the Fast clip only; `flowkit.models.slowfast.slow_frames` takes these
+    positions from it inside the network (models import no data module), and
+    tests/data/test_sampling.py checks the two agree.
+    """
+    if fast_frames < alpha or fast_frames % alpha:
+        raise FlowkitError(f"SlowFast reads a Fast clip of a multiple of {alpha} frames, not {fast_frames}")
+    return torch.linspace(0, fast_frames - 1, fast_frames // alpha).long().numpy()
+
+
+# The clips of the networks whose reference reads frames at a stride; every other clip network
+# reads the frames its registry entry names (`ModelInfo.frames`), consecutive.
+REFERENCE_CLIPS: dict[str, ClipSampling] = {
+    **{f"x3d_{size}": clip for size, clip in X3D_CLIPS.items()},
+    "slowfast_r50": slowfast_clip(),
+    # Quo Vadis Table 1: ConvNet+LSTM reads 25 frames over 5 s, 5 fps of the 25 fps videos.
+    "convnet_lstm": ClipSampling(25, 5),
+}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import FlowkitError
 
@@ -87,12 +87,34 @@ def register_model(info: ModelInfo) -> Callable[[Callable[P, M]], Callable[P, M]
         def build(*args: P.args, **kwargs: P.kwargs) -> M:
             model = builder(*args, **kwargs)
             model.model_info = info
+            if info.dims == 3 and len(info.channels) == 1:
+                model.register_forward_pre_hook(check_clip_input)
             return model
 
         _MODELS[info.name] = (build, info)
         return build
 
     return register
+
+
+def check_clip_input(model: nn.Module, args: tuple[Any, ...]) -> None:
+    """Before a one-input clip network runs: its input is (N, C, T, H, W) clips (SlowFast: or a
+    list of them) of the channels it was built for (`in_chans`, else what its first convolution
+    takes: MotionNet's stacks frames as channels), else a one-line FlowkitError
+    naming the clip it expects. Registered on every such network its builder makes; the
+    networks check their own extents (C3D's fc6, T3D's and S3D's smallest clip, SlowFast's
+    frame multiple)."""
+    info: ModelInfo = model.model_info
+    channels = getattr(model, "in_chans", None)  # what the network was built for, else its stem's
+    if not isinstance(channels, int):
+        channels = model.get_submodule(info.first_conv).in_channels if info.first_conv else info.channels[0]
+    clips = args[0] if args and isinstance(args[0], list | tuple) else args[:1]
+    if len(args) != 1 or not all(isinstance(x, Tensor) and x.dim() == 5 and x.shape[1] == channels for x in clips):
+        got = ", ".join(str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__ for x in clips)
+        raise FlowkitError(
+            f"{info.name} takes clips (N, C, T, H, W) of {channels} channels, not {got or 'no input'} "
+            f"({info.frames} frames of {info.size}x{info.size} in the paper)"
+        )
 
 
 def list_models() -> list[str]:

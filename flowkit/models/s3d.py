@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import FlowkitError
 from .registry import ModelInfo, register_model
 
 _PAPER = (
@@ -33,6 +34,8 @@ _PAPER = (
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 1e-3  # torchvision's S3D
 _CHANNELS = 1024
+# The smallest clip: the unpadded 2x2x2 pool before Mixed_5b needs two positions on each axis.
+MIN_FRAMES, MIN_SIZE = 5, 17
 
 # Inception blocks: input channels, then 1x1 | 1x1 -> sep 3x3x3 | 1x1 -> sep 3x3x3 | pool -> 1x1.
 _MIXED_3 = ((192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64))
@@ -142,6 +145,12 @@ class S3D(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The Mixed_5c feature map (N, 1024, T/8, H/32, W/32)."""
+        if x.shape[2] < MIN_FRAMES or min(x.shape[3:]) < MIN_SIZE:
+            raise FlowkitError(
+                f"S3D takes clips (N, C, T, H, W) of {self.in_chans} channels and at least "
+                f"{MIN_FRAMES} frames of {MIN_SIZE}x{MIN_SIZE} (torchvision's: 16 of 224x224), "
+                f"not {tuple(x.shape)}"
+            )
         return self.features(x)
 
     def forward_head(self, features: Tensor) -> Tensor:

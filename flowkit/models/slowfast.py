@@ -37,7 +37,13 @@ _SLOW_TEMPORAL = (False, False, True, True)  # Slow's conv_a is 3x1x1 in res4 an
 
 
 def slow_frames(clip: Tensor) -> Tensor:
-    """The Slow pathway's clip from a Fast one (N, C, T, H, W): T // 4 frames spread over T."""
+    """The Slow pathway's clip from a Fast one (N, C, T, H, W): T // 4 frames spread over T.
+
+    The rule is the data layer's, `flowkit.data.sampling.slow_pathway` (the reference code's
+    `linspace(0, T - 1, T // 4)`), written here again because models import no data module;
+    tests/data/test_sampling.py checks the two give the same frames. The data layer delivers the
+    Fast clip alone: one tensor, cropped and flipped once for both pathways, as the reference
+    packs them."""
     t = clip.shape[2]
     index = torch.linspace(0, t - 1, t // ALPHA, device=clip.device).long()
     return clip.index_select(2, index)
@@ -211,8 +217,10 @@ class SlowFast(nn.Module):
         """The res5 feature maps [slow (N, 2048, T/4, H/32, W/32), fast (N, 256, T, H/32, W/32)]."""
         if isinstance(x, Tensor):
             if x.shape[2] % ALPHA:
-                raise FlowkitError(f"SlowFast takes clips of a multiple of {ALPHA} frames "
-                                   f"(the Fast pathway's), not {x.shape[2]}")
+                raise FlowkitError(
+                    f"slowfast_r50 takes Fast clips (N, C, T, H, W) of {self.in_chans} channels and "
+                    f"a multiple of {ALPHA} frames (the paper's: {self.frames} of "
+                    f"{self.size}x{self.size}), not {tuple(x.shape)}")
             x = [slow_frames(x), x]
         pathways = list(x)
         for block in self.blocks[:-2]:

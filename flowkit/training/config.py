@@ -52,9 +52,9 @@ class TrainConfig:
     mean_subtraction: bool = False
     consensus: str = "avg"  # TSN's segmental consensus: avg, max, weighted
     partial_bn: bool = True  # TSN's partial BN (for fine-tuning pretrained weights; off from scratch)
-    clip_length: int = 64  # 3D networks (i3d ...): frames per clip
-    clip_stride: int = 1
-    crop_size: int = 224
+    clip_length: int = 0  # 3D networks: frames per clip; 0: the network's (see `resolve`)
+    clip_stride: int = 0  # 3D networks: frames between a clip's; 0: the network's
+    crop_size: int = 0  # 0: the network's paper size (224 for the 2D backbones, 112 for C3D ...)
     flip: bool = True  # mirror half the training samples (off when left/right matters to the labels)
     batch_size: int = 32
     momentum: float = 0.9
@@ -75,6 +75,8 @@ class TrainConfig:
         lr=0.001, epochs=340, lr_steps=[190, 300], dropout=0.7))
 
     def validate(self) -> None:
+        """Fill the settings left to the network (`resolve`), then check them all."""
+        self.resolve()
         from flowkit.models.registry import clip_networks  # here: the models bring in torch
 
         checks = [
@@ -89,8 +91,8 @@ class TrainConfig:
             (len(self.fusion_weights) == 2, "fusion_weights takes two numbers: RGB and flow"),
             (self.fusion_average in ("logits", "softmax"), "fusion_average must be logits or softmax"),
             *((getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-              for name in ("segments", "flow_length", "clip_length", "batch_size", "crop_size",
-                           "test_snippets", "clip_stride", "fusion_frames")),
+              for name in ("segments", "flow_length", "batch_size", "crop_size", "test_snippets",
+                           "fusion_frames", *(("clip_length", "clip_stride") if self.clips else ()))),
             (self.workers >= 0, f"workers must be 0 (load in the training process) or more, got {self.workers}"),
             (self.eval_every >= 0, f"eval_every must be 0 (at the end only) or more, got {self.eval_every}"),
             *((math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
@@ -107,6 +109,51 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise FlowkitError(message)
+        if self.clips:
+            self._check_clip_fits()
+
+    def resolve(self) -> None:
+        """Settings left at 0, the network's, from the network: a 3D network's clip is its
+        reference's (`flowkit.data.sampling.REFERENCE_CLIPS`: X3D's T x tau per size, SlowFast's
+        Fast clip), else `ModelInfo.frames` consecutive frames; the crop is `ModelInfo.size` (of
+        the backbone for 2D architectures). A setting given keeps its value."""
+        from flowkit.data.sampling import REFERENCE_CLIPS, ClipSampling
+        from flowkit.models.registry import clip_networks, model_info
+
+        if self.arch not in SNIPPET_ARCHITECTURES and self.arch not in clip_networks():
+            return  # validate names the architectures
+        if self.crop_size == 0:
+            self.crop_size = model_info(self.arch if self.clips else self.backbone).size
+        if self.clips:
+            reference = REFERENCE_CLIPS.get(self.arch, ClipSampling(model_info(self.arch).frames))
+            self.clip_length = self.clip_length or reference.frames
+            self.clip_stride = self.clip_stride or reference.stride
+
+    def model_options(self, stream: str) -> dict[str, Any]:
+        """The builder arguments of a clip network for `stream`: its input channels (3 RGB, 2
+        flow), the stream's dropout, and the clip's extent for networks whose classifier fixes
+        it (C3D's and the I3D paper's 3D-ConvNet's fc6)."""
+        from flowkit.models.registry import accepts
+
+        options: dict[str, Any] = {"in_chans": 3 if stream == "rgb" else 2}
+        given = {"dropout": self.stream(stream).dropout, "frames": self.clip_length, "size": self.crop_size}
+        options.update((key, value) for key, value in given.items() if accepts(self.arch, key))
+        return options
+
+    def _check_clip_fits(self) -> None:
+        """The network takes the clip these settings read: built on the meta device (no memory,
+        no work), it runs one, and its own one-line error says what it takes."""
+        import torch
+
+        from flowkit.models.registry import create_model
+
+        try:
+            with torch.device("meta"):
+                model = create_model(self.arch, 2, **self.model_options("rgb")).eval()
+                model(torch.empty(1, 3, self.clip_length, self.crop_size, self.crop_size))
+        except FlowkitError as error:
+            raise FlowkitError(f"clip_length {self.clip_length}, crop_size {self.crop_size} do not fit "
+                               f"{self.arch}: {error}") from None
 
     @property
     def clips(self) -> bool:

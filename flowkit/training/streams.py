@@ -27,7 +27,7 @@ from flowkit.data.datasets import (
 )
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.errors import FlowkitError
-from flowkit.models.registry import accepts, create_model, model_info
+from flowkit.models.registry import create_model, model_info
 from flowkit.models.tsn import TSN
 from flowkit.training.config import TrainConfig
 
@@ -120,8 +120,7 @@ def stream_model(config: TrainConfig, stream: str, num_classes: int) -> nn.Modul
     clip network such as I3D)."""
     settings = config.stream(stream)
     if config.clips:
-        extra = {"dropout": settings.dropout} if accepts(config.arch, "dropout") else {}
-        return create_model(config.arch, num_classes, in_chans=3 if stream == "rgb" else 2, **extra)
+        return create_model(config.arch, num_classes, **config.model_options(stream))
     modality = stream_modality(config, stream)
     length = modality.clip_len - 1 if stream == "rgbdiff" else modality.clip_len
     # Warped flow is flow to the network: the same input layout, dropout and initialisation.

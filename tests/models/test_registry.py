@@ -291,3 +291,30 @@ def test_the_registry_imports_no_model_module() -> None:
         if isinstance(node, ast.ImportFrom) and node.level > 0
     ]
     assert relative == ["..errors"]  # no sibling in flowkit/models
+
+
+CLIP_NETWORKS = [n for n in MODELS if model_info(n).dims == 3 and len(model_info(n).channels) == 1]
+
+
+@pytest.mark.parametrize("name", CLIP_NETWORKS)
+def test_a_clip_of_the_wrong_shape_is_one_line_naming_the_clip_expected(name: str) -> None:
+    """A flow clip into an RGB network, a 4D tensor, a clip too small: a FlowkitError saying the
+    channels, frames and size (a small clip may also just work); never an error from deep
+    inside the network. (tests/training/test_streams.py sends RGB into the flow networks.)"""
+    info = model_info(name)
+    with torch.device("meta"):
+        model = create_model(name, num_classes=NUM_CLASSES).eval()
+        good = torch.empty(1, 3, info.frames, info.size, info.size)
+        assert model(good).shape == (1, NUM_CLASSES)
+        for bad in (torch.empty(1, 2, info.frames, info.size, info.size),
+                    torch.empty(1, 3, info.size, info.size)):
+            with pytest.raises(FlowkitError, match="3 channels") as error:
+                model(bad)
+            message = str(error.value)
+            assert "\n" not in message and f"{info.frames} " in message and f"{info.size}x" in message
+            assert str(tuple(bad.shape)) in message
+        try:
+            assert model(torch.empty(1, 3, 2, 8, 8)).shape == (1, NUM_CLASSES)
+        except FlowkitError as error:
+            message = str(error)
+            assert "\n" not in message and ("(1, 3, 2, 8, 8)" in message or "8x8" in message)

@@ -157,7 +157,7 @@ def test_flow_clips_and_a_wrong_shape() -> None:
     with torch.device("meta"):
         model = create_model("r2plus1d_18", num_classes=101, in_chans=2)
         assert model(torch.empty(1, 2, 16, 112, 112)).shape == (1, 101)
-        with pytest.raises(FlowkitError, match=r"takes clips \(N, 2, T, H, W\), 16x112x112") as e:
+        with pytest.raises(FlowkitError, match=r"of 2 channels, not \(1, 3, 16, 112, 112\) \(16 frames of 112x112") as e:
             model(torch.empty(1, 3, 16, 112, 112))
     assert "\n" not in str(e.value)
 
