@@ -20,7 +20,7 @@ from flowkit.devices import resolve_device, surely_cpu
 from flowkit.errors import FlowkitError
 from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
 from flowkit.flow.torch_engines import MotionNetEngine, TorchTVL1Engine
-from flowkit.flow.tvl1_params import TVL1_PARAMS, TVL1_PRESETS
+from flowkit.flow.tvl1_params import TVL1_PARAMS, TVL1_PRESETS, check_tvl1_params
 from flowkit.params import parse_assignments
 
 __all__ = ["ALGORITHMS", "ENGINES", "TVL1_PARAMS", "TVL1_PRESETS", "FlowEngine", "MotionNetEngine", "Param",
@@ -36,6 +36,7 @@ class TVL1Engine(FlowEngine):
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(params)
         p = self.params
+        check_tvl1_params(p)
         if p["variant"] != "optflow":
             raise FlowkitError(f"variant={p['variant']} (preset denseflow) is the torch engine's: OpenCV's CUDA "
                                "module is not in opencv-python; use --engine torch")

@@ -12,7 +12,7 @@ import numpy as np
 from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
-from flowkit.flow.tvl1_params import TVL1_PARAMS, VARIANTS, TVL1Params
+from flowkit.flow.tvl1_params import TVL1_PARAMS, TVL1Params, check_tvl1_params
 
 
 class TorchTVL1Engine(FlowEngine):
@@ -44,12 +44,7 @@ class TorchTVL1Engine(FlowEngine):
         p = self.params
         if p["gamma"] != 0:
             raise FlowkitError("the torch TV-L1 has no illumination term: use gamma=0 or --engine opencv")
-        if p["median_filtering"] not in (0, 1, 3, 5):
-            raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
-        if p["variant"] not in VARIANTS:
-            raise FlowkitError(f"variant must be one of {', '.join(VARIANTS)}, not {p['variant']!r}")
-        if p["nscales"] < 1 or p["warps"] < 1 or not 0 < p["scale_step"] < 1:
-            raise FlowkitError("nscales and warps must be at least 1, scale_step within (0, 1)")
+        check_tvl1_params(p)
         resolved = resolve_device(device)
         self.device = str(resolved)
         if compile is None:

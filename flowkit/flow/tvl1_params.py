@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flowkit.errors import FlowkitError
 from flowkit.flow.engine_base import Param
 
 
@@ -69,3 +70,15 @@ TVL1_PRESETS: dict[str, dict[str, Any]] = {
     "denseflow": {"variant": "cudaoptflow", "outer_iterations": 1, "inner_iterations": 300,
                   "median_filtering": 1},
 }
+
+
+def check_tvl1_params(p: dict[str, Any]) -> None:
+    """The ranges both TV-L1 engines need, one line each (OpenCV's would assert or loop)."""
+    if p["median_filtering"] not in (0, 1, 3, 5):
+        raise FlowkitError("median_filtering must be 1 (off), 3 or 5, as in OpenCV")
+    if p["variant"] not in VARIANTS:
+        raise FlowkitError(f"variant must be one of {', '.join(VARIANTS)}, not {p['variant']!r}")
+    if p["nscales"] < 1 or p["warps"] < 1 or not 0 < p["scale_step"] < 1:
+        raise FlowkitError("nscales and warps must be at least 1, scale_step within (0, 1)")
+    if p["inner_iterations"] < 1 or p["outer_iterations"] < 1:
+        raise FlowkitError("inner_iterations and outer_iterations must be at least 1")
