@@ -185,17 +185,17 @@ def within(contexts: Sequence[Callable[[], Any]], call: Callable[[], Any]) -> An
 
 
 def count_flops(name: str, size: int | None, frames: int | None) -> dict[str, float]:
-    """Forward and forward+backward FLOPs per clip, counted on the meta device."""
+    """Forward and forward+backward multiply-accumulates per clip, counted on the meta device."""
     with torch.device("meta"):
         model = create_model(name)
         inputs = make_input(model, 2, size, frames)  # 2: BatchNorm1d layers train on batches only
     counter = FlopCounterMode(display=False)
     with counter:
         model.eval()(*inputs)
-    forward = counter.get_total_flops() / 2
+    forward = counter.get_total_flops() / 4  # FLOPs / 2 = MACs, over a batch of 2
     with counter:
         sum(out.sum() for out in as_tuple(model.train()(*inputs))).backward()
-    return {"forward_flops": forward, "train_flops": counter.get_total_flops() / 2}
+    return {"forward_macs": forward, "train_macs": counter.get_total_flops() / 4}
 
 
 # ---- 2. clips/s -------------------------------------------------------------------------------
@@ -241,8 +241,8 @@ def models_section(args) -> dict[str, Any]:
                 emit(f"  {name} {label}: skipped ({error})")
                 continue
             f.update(speed(name, size, frames, batch, args))
-            f["forward"]["gflops_per_s"] = f["forward_flops"] * f["forward"]["clips_per_s"] / 1e9
-            f["train"]["gflops_per_s"] = f["train_flops"] * f["train"]["clips_per_s"] / 1e9
+            f["forward"]["gflops_per_s"] = 2 * f["forward_macs"] * f["forward"]["clips_per_s"] / 1e9
+            f["train"]["gflops_per_s"] = 2 * f["train_macs"] * f["train"]["clips_per_s"] / 1e9
             entry[label] = f
             emit(
                 f"  {name} {label} {f['input']} x {batch}: "
@@ -268,8 +268,8 @@ def models_text(results: dict[str, Any]) -> str:
                     f"`{name}`",
                     f"{label}: {f['input']}",
                     f"{entry['params'] / 1e6:.2f}M",
-                    f"{f['forward_flops'] / 2e9:.1f}",
-                    f"{f['train_flops'] / 2e9:.1f}",
+                    f"{f['forward_macs'] / 1e9:.1f}",
+                    f"{f['train_macs'] / 1e9:.1f}",
                     f["batch"],
                     f"{fwd['clips_per_s']:.2f} ({fwd['calls']})",
                     f"{train['clips_per_s']:.2f} ({train['calls']})",
