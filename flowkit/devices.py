@@ -19,6 +19,12 @@ def surely_cpu(name: str) -> bool:
     return name == "auto" and not any(Path(node).exists() for node in ("/dev/nvidiactl", "/dev/kfd"))
 
 
+def runs_on_cpu(name: str) -> bool:
+    """Whether the device name `name` resolves to the CPU here (torch imported only when a GPU
+    device node says it could be otherwise)."""
+    return surely_cpu(name) or resolve_device(name).type == "cpu"
+
+
 def wants_cuda(name: str) -> bool:
     """Whether the device name `name` (as given by a user) resolves to a GPU on this machine."""
     import torch

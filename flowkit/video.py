@@ -223,7 +223,7 @@ class VideoReader:
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.source_fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        self.header_frames = int(count) if count and np.isfinite(count) and count > 0 else 0
+        self.header_frames = _header_count(count)
         return capture
 
     def _decode(self, capture: cv2.VideoCapture) -> Iterator[tuple[float, np.ndarray]]:
@@ -264,7 +264,12 @@ def read_header(path: str | Path) -> VideoHeader:
                   for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)]
     finally:
         capture.release()
-    return VideoHeader(*(int(v) if v and np.isfinite(v) and v > 0 else 0 for v in values))
+    return VideoHeader(*(_header_count(v) for v in values))
+
+
+def _header_count(value: float) -> int:
+    """A count a header property gives (OpenCV returns 0, NaN or negatives when it has none)."""
+    return int(value) if value and np.isfinite(value) and value > 0 else 0
 
 
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

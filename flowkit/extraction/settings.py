@@ -11,14 +11,9 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from flowkit.devices import resolve_device, surely_cpu
+from flowkit.devices import runs_on_cpu
 from flowkit.errors import FlowkitError
-from flowkit.flow.compile_cache import (
-    COLD_BREAK_EVEN_MEGAPIXELS,
-    WARM_BREAK_EVEN_MEGAPIXELS,
-    tvl1_is_warm,
-    worth_compiling,
-)
+from flowkit.flow.compile_cache import break_even_pixels, tvl1_is_warm, worth_compiling
 from flowkit.flow.engines import (
     FlowEngine,
     auto_backend,
@@ -129,15 +124,14 @@ class ExtractSettings:
 
     def _repays_compiling(self, videos: Sequence[VideoFile]) -> bool:
         warm = tvl1_is_warm()
-        enough = 1e6 * (WARM_BREAK_EVEN_MEGAPIXELS if warm else COLD_BREAK_EVEN_MEGAPIXELS)
-        return worth_compiling(self.job_pair_pixels(videos, enough), warm)
+        return worth_compiling(self.job_pair_pixels(videos, break_even_pixels(warm)), warm)
 
     def choosing_engine(self, videos: Sequence[VideoFile]) -> ExtractSettings:
         """`--engine auto` made explicit for a job of `videos` (`flow.engines.auto_backend`)."""
         if self.engine != "auto":
             return self
-        on_cpu = surely_cpu(self.device) or resolve_device(self.device).type == "cpu"
-        backend = auto_backend(self.algorithm, self.device, on_cpu and self._repays_compiling(videos),
+        backend = auto_backend(self.algorithm, self.device,
+                               runs_on_cpu(self.device) and self._repays_compiling(videos),
                                self.preset, dict(self.params))
         return replace(self, engine=backend)
 
@@ -147,7 +141,7 @@ class ExtractSettings:
         already in the cache); on a GPU, compiled."""
         if self.compile is not None or self.backend != "torch":
             return self
-        if not surely_cpu(self.device) and resolve_device(self.device).type != "cpu":
+        if not runs_on_cpu(self.device):
             return replace(self, compile=True)
         return replace(self, compile=has_cxx_compiler() and self._repays_compiling(videos))
 

@@ -63,7 +63,13 @@ def mark_tvl1_warm() -> None:
         pass
 
 
+def break_even_pixels(warm: bool) -> float:
+    """The job size (pairs x pixels per pair) from which compiling the TV-L1 kernels repays itself
+    on a CPU."""
+    return 1e6 * (WARM_BREAK_EVEN_MEGAPIXELS if warm else COLD_BREAK_EVEN_MEGAPIXELS)
+
+
 def worth_compiling(pair_pixels: float, warm: bool) -> bool:
     """Whether a job of `pair_pixels` (pairs x pixels per pair) on a CPU repays compiling the
     TV-L1 kernels first."""
-    return pair_pixels / 1e6 >= (WARM_BREAK_EVEN_MEGAPIXELS if warm else COLD_BREAK_EVEN_MEGAPIXELS)
+    return pair_pixels >= break_even_pixels(warm)

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flowkit.devices import resolve_device, surely_cpu
+from flowkit.devices import runs_on_cpu
 from flowkit.errors import FlowkitError
 from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
 from flowkit.flow.torch_engines import MotionNetEngine, TorchTVL1Engine
@@ -181,7 +181,7 @@ def auto_backend(algorithm: str, device: str = "auto", repays_compiling: bool = 
         return backend
     if resolve_params(algorithm, params, preset).get("variant", "optflow") != "optflow":
         return "torch"
-    if not surely_cpu(device) and resolve_device(device).type != "cpu":
+    if not runs_on_cpu(device):
         return "torch"
     return "torch" if repays_compiling and has_cxx_compiler() else "opencv"
 

@@ -15,20 +15,45 @@ from flowkit.flow.engine_base import FlowEngine, Param, has_cxx_compiler
 from flowkit.flow.tvl1_params import TVL1_PARAMS, TVL1Params, check_tvl1_params
 
 
-class TorchTVL1Engine(FlowEngine):
+class TorchEngine(FlowEngine):
+    """An engine on torch: each call runs on `threads` intra-op threads (None: the process's own
+    count), as `set_threads` says, and the process's count is restored after the call."""
+
+    backend = "torch"
+    threads: int | None = None
+
+    def set_threads(self, threads: int) -> None:
+        super().set_threads(threads)
+        self.threads = max(1, int(threads))
+
+    @contextlib.contextmanager
+    def _own_threads(self) -> Iterator[None]:
+        """torch's intra-op thread count set to this engine's for the call, then restored."""
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads is not None and before != self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+
+class TorchTVL1Engine(TorchEngine):
     """flowkit's TV-L1 in PyTorch (flowkit.flow.tvl1_torch): OpenCV's algorithm, batched, any device.
 
     `device` is `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`. `compile` fuses the inner
     iterations with torch.compile; by default on whenever it can be (a C++ compiler for CPU); an
     extraction decides it from its pair count (`flowkit.flow.compile_cache.worth_compiling`).
-    On a CPU each call runs on `threads` intra-op threads, 1 unless `set_threads` says more: a
-    frame's tensors are too small to share, and with 2 threads an eager pair took 60x longer
-    when another process kept a core busy (OpenMP's threads waiting for each other; BENCHMARKS.md).
-    Parallelism comes from worker processes instead.
+    Each call runs on `threads` intra-op threads, 1 unless `set_threads` says more: a frame's
+    tensors are too small to share, and with 2 threads an uncompiled pair took 16x longer when
+    another process kept a core busy (OpenMP's threads waiting for each other; BENCHMARKS.md,
+    "Start-up"). Parallelism comes from worker processes instead.
     """
 
     algorithm = "tvl1"
-    backend = "torch"
     PARAMS = TVL1_PARAMS
 
     def __init__(
@@ -65,20 +90,6 @@ class TorchTVL1Engine(FlowEngine):
         with self._own_threads():
             return self.solver.flow(prev, nxt).cpu().numpy()
 
-    @contextlib.contextmanager
-    def _own_threads(self) -> Iterator[None]:
-        """torch's intra-op thread count set to this engine's for the call, then restored."""
-        import torch
-
-        before = torch.get_num_threads()
-        if before != self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            if torch.get_num_threads() != before:
-                torch.set_num_threads(before)
-
     def batch_size_for(self, height: int, width: int) -> int:
         """On a CPU, one pair at a time for frames of 256 lines (measured fastest: the working set
         stays in cache), more for small frames, whose per-call overhead batching amortizes."""
@@ -91,12 +102,9 @@ class TorchTVL1Engine(FlowEngine):
             flows = self.solver.flow(np.stack(prevs), np.stack(nexts)).cpu().numpy()
         return list(flows)
 
-    def set_threads(self, threads: int) -> None:
-        super().set_threads(threads)
-        self.threads = max(1, int(threads))
 
 
-class MotionNetEngine(FlowEngine):
+class MotionNetEngine(TorchEngine):
     """MotionNet (flowkit.flow.motionnet, Zhu et al. 2017): a network's flow, from a weights file
     written by `flowkit fit-motionnet` (a pair model: `--frames 2`). An untrained MotionNet's flow
     is meaningless, so `weights` is required; `weights_sha256` is filled in from the file, so a
@@ -104,7 +112,6 @@ class MotionNetEngine(FlowEngine):
     three times (engines receive gray frames)."""
 
     algorithm = "motionnet"
-    backend = "torch"
     PARAMS = (
         Param("weights", "", str, "MotionNet weights file (flowkit fit-motionnet); required"),
         Param("weights_sha256", "", str, "the weights file's SHA-256 (filled in; given, it must match)"),
@@ -144,13 +151,7 @@ class MotionNetEngine(FlowEngine):
 
         pairs = np.stack([np.stack(prevs), np.stack(nexts)], axis=1)[..., None]  # (N, 2, H, W, 1)
         pairs = np.repeat(pairs, self.net.channels, axis=-1)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._own_threads():
             x = normalize_frames(torch.from_numpy(pairs).to(self.device))
             flow = self.net.flow_pixels(x)[:, 0]  # (N, 2, H, W)
         return list(flow.permute(0, 2, 3, 1).float().cpu().numpy())
-
-    def set_threads(self, threads: int) -> None:
-        import torch
-
-        super().set_threads(threads)
-        torch.set_num_threads(max(1, int(threads)))
