@@ -3,11 +3,17 @@
 `app` holds the group and what commands share; each `*_commands` module adds one area's commands.
 """
 
-from flowkit.cli import extract_commands, flow_commands, store_commands, train_commands
+from flowkit.cli import (
+    extract_commands,
+    features_commands,
+    flow_commands,
+    store_commands,
+    train_commands,
+)
 from flowkit.cli.app import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, cli
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "cli", "extract_commands",
-           "flow_commands", "main", "store_commands", "train_commands"]
+           "features_commands", "flow_commands", "main", "store_commands", "train_commands"]
 
 
 def main() -> None:

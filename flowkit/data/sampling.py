@@ -133,3 +133,14 @@ REFERENCE_CLIPS: dict[str, ClipSampling] = {
     # Quo Vadis Table 1: ConvNet+LSTM reads 25 frames over 5 s, 5 fps of the 25 fps videos.
     "convnet_lstm": ClipSampling(25, 5),
 }
+
+
+# ---- clip features (`flowkit features`) ------------------------------------------------------------
+
+
+def feature_clips(length: int, clip_len: int, step: int) -> np.ndarray:
+    """video_features' stack and step: clips of `clip_len` consecutive positions starting every
+    `step` positions, only those that fit whole (none for a sequence shorter than a clip)."""
+    if clip_len < 1 or step < 1:
+        raise FlowkitError(f"a feature clip needs clip >= 1 and step >= 1, not {clip_len} and {step}")
+    return np.arange(0, max(length - clip_len + 1, 0), step, dtype=np.int64)
