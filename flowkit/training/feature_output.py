@@ -147,6 +147,9 @@ class H5Output(FeatureOutput):
 
     def open(self) -> H5Output:
         super().open()
+        for tmp in self.path.parent.glob(f"{self.path.name}.*{TMP_SUFFIX}"):
+            if tmp.name[len(self.path.name) + 1 : -len(TMP_SUFFIX)].isdigit():  # OUT.<pid>.tmp
+                tmp.unlink()  # a new OUT a killed run was writing; we hold the lock
         self.finish()  # videos staged by a killed run
         return self
 
