@@ -32,6 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows has no fcntl; locking is then skipped
     fcntl = None
 
+LIBVER = ("v108", "latest")  # HDF5 1.8's format: attributes over 64 KB (the frames of a long video)
 VideoFeatures = dict[str, tuple[np.ndarray, dict[str, Any]]]  # modality -> (features, attributes)
 
 
@@ -122,8 +123,8 @@ class FeatureOutput:
 
 
 class H5Output(FeatureOutput):
-    """`OUT` (HDF5): root attributes `format`, `format_version`, `settings` (JSON);
-    `features/<id>/<modality>` float32 (clips, dim) with its attributes."""
+    """`OUT` (HDF5): root attributes `format`, `format_version`, `settings` (JSON); `videos` the
+    ids it holds (strings); `features/<id>/<modality>` float32 (clips, dim) with its attributes."""
 
     @property
     def work_dir(self) -> Path:
@@ -157,7 +158,7 @@ class H5Output(FeatureOutput):
         ids: set[str] = set()
         if self.path.exists():
             with h5py.File(self.path, "r") as handle:
-                ids.update(json.loads(handle.attrs.get("videos", "[]")))
+                ids.update(_video_ids(handle))
         for staged in self._staged():
             with h5py.File(staged, "r") as handle:
                 ids.add(str(handle.attrs["id"]))
@@ -166,7 +167,7 @@ class H5Output(FeatureOutput):
     def write(self, video_id: str, features: VideoFeatures) -> None:
         final = self.work_dir / f"video-{safe_name(video_id)}.h5"
         tmp = final.with_name(final.name + TMP_SUFFIX)
-        with h5py.File(tmp, "w") as handle:
+        with h5py.File(tmp, "w", libver=LIBVER) as handle:
             handle.attrs["id"] = video_id
             _write_video(handle.create_group("features").require_group(video_id), features)
         publish(tmp, final)
@@ -178,13 +179,13 @@ class H5Output(FeatureOutput):
             return
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}{TMP_SUFFIX}")
         videos: set[str] = set()
-        with h5py.File(tmp, "w") as out:
+        with h5py.File(tmp, "w", libver=LIBVER) as out:
             out.attrs["format"], out.attrs["format_version"] = FORMAT, FORMAT_VERSION
             out.attrs["settings"] = json.dumps(self.settings, sort_keys=True)
             root = out.create_group("features")
             if self.path.exists():
                 with h5py.File(self.path, "r") as old:
-                    for video_id in json.loads(old.attrs.get("videos", "[]")):
+                    for video_id in _video_ids(old):
                         old.copy(old["features"][video_id], root, name=video_id)
                         videos.add(video_id)
             for path in staged:
@@ -194,11 +195,17 @@ class H5Output(FeatureOutput):
                         del root[video_id]
                     part.copy(part["features"][video_id], root, name=video_id)
                     videos.add(video_id)
-            out.attrs["videos"] = json.dumps(sorted(videos))
+            out.create_dataset("videos", data=np.array(sorted(videos), dtype=object),
+                               dtype=h5py.string_dtype())
         publish(tmp, self.path)
         for path in staged:  # only now: OUT holds them
             path.unlink()
         fsync_dir(self.work_dir)
+
+
+def _video_ids(handle: h5py.File) -> list[str]:
+    """The ids of a features file's videos (its `videos` dataset)."""
+    return list(handle["videos"].asstr()[()]) if "videos" in handle else []
 
 
 def _write_video(group: h5py.Group, features: VideoFeatures) -> None:

@@ -89,8 +89,9 @@ class Tower:
     """The network of one modality and where its weights came from."""
 
     network: nn.Module
-    weights: str  # the file's name, or "" (random initialisation)
-    sha256: str
+    weights: str  # the file's name, or RANDOM
+    sha256: str  # the file's, or ""
+    rgb_values: str  # what its RGB inputs mean (flowkit.data.values): the network's, or its run's
 
 
 def sha256(path: Path) -> str:
@@ -136,6 +137,13 @@ def _num_classes(state: Mapping[str, Tensor], model: nn.Module, label: str) -> i
     return int(state[key].shape[0]) if key in state else None
 
 
+def _run_rgb_values(path: Path) -> str | None:
+    """The RGB values a flowkit run's checkpoint (`final.pt`, `best.pt`) was trained on."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    values = saved.get("rgb_values") if isinstance(saved, dict) else None
+    return values if isinstance(values, str) else None
+
+
 def build_towers(settings: FeatureSettings) -> dict[str, Tower]:
     """One network per modality, in eval mode, its weights loaded (`init_from_state`: any layout
     flowkit reads; one line naming the tensors that do not fit)."""
@@ -153,7 +161,9 @@ def build_towers(settings: FeatureSettings) -> dict[str, Tower]:
             if classes is not None and classes != own:  # logits of the checkpoint's classes
                 network = create_model(name, classes, in_chans=CHANNELS[modality])
             init_from_state(network, state, label)
-        towers[modality] = Tower(network.eval(), path.name if path else RANDOM, sha256(path) if path else "")
+        values = (_run_rgb_values(path) if path else None) or info_of(network).values
+        towers[modality] = Tower(network.eval(), path.name if path else RANDOM, sha256(path) if path else "",
+                                 values)
     return towers
 
 
@@ -178,11 +188,10 @@ class LayerTap:
         return logits if self.layer == "logits" else self._kept
 
 
-def clip_reader(modality: str, settings: FeatureSettings) -> Modality:
+def clip_reader(modality: str, tower: Tower, settings: FeatureSettings) -> Modality:
     """The data layer's reader of one modality's clips, in the values the network expects."""
     if modality == "rgb":
-        values = model_info(TOWERS.get(settings.model, settings.model)).values
-        return RGB(length=settings.clip, values=values, clip=True)
+        return RGB(length=settings.clip, values=tower.rgb_values, clip=True)
     return Flow(length=settings.clip, values="unit", clip=True)
 
 
@@ -213,12 +222,12 @@ def video_features(video: VideoRecord, taps: dict[str, LayerTap], settings: Feat
     frames = starts[:, None] + np.arange(settings.clip)
     out: VideoFeatures = {}
     for modality, tap in taps.items():
-        reader = clip_reader(modality, settings)
+        tower = towers[modality]
+        reader = clip_reader(modality, tower, settings)
         parts = []
         for first in range(0, len(starts), settings.batch_size):
             clips = read_clips(video, reader, starts[first:first + settings.batch_size], settings.size)
             parts.append(tap(clips.to(device)).float().cpu())
-        tower = towers[modality]
         attrs = {"model": settings.model, "weights": tower.weights, "weights_sha256": tower.sha256,
                  "layer": settings.layer, "clip": settings.clip, "step": settings.step,
                  "size": settings.size, "fps": float(video.entry.fps), "frames": frames}

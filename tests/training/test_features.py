@@ -255,7 +255,7 @@ def _done_now(out: Path) -> set[str]:
     done = set()
     if out.exists():
         with h5py.File(out, "r") as f:
-            done.update(json.loads(f.attrs["videos"]))
+            done.update(f["videos"].asstr()[()])
     for staged in out.with_name(out.name + ".parts").glob("video-*.h5"):
         with h5py.File(staged, "r") as f:
             done.add(str(f.attrs["id"]))
@@ -266,7 +266,7 @@ def test_sigkill_at_any_moment_loses_only_unfinished_videos(tmp_path, data, weig
     reference = tmp_path / "reference.h5"
     extract_features(data, reference, _settings(weights))
     out = tmp_path / "out.h5"
-    killed_while = []
+    killed_while, done = [], set()
     for attempt in range(9):
         name, fired = TRIGGERS[attempt % len(TRIGGERS)]
         old = _snapshot(out)
@@ -279,9 +279,10 @@ def test_sigkill_at_any_moment_loses_only_unfinished_videos(tmp_path, data, weig
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_while.append(name)
-        _done_now(out)  # every published file opens
+        now = _done_now(out)  # every published file opens
+        assert done <= now, f"killed {name}, finished videos were lost: {sorted(done - now)}"
+        done = now
     assert set(killed_while) == {name for name, _ in TRIGGERS}, killed_while
-    done = _done_now(out)
     final = extract_features(data, out, _settings(weights))
     assert final.computed == 8 - len(done) and final.skipped == len(done)  # nothing finished was redone
     got, expected = _read(out), _read(reference)
@@ -289,3 +290,36 @@ def test_sigkill_at_any_moment_loses_only_unfinished_videos(tmp_path, data, weig
     for key in got:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5 * np.abs(expected[key]).max())
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.glob("out.h5.parts/video-*"))
+
+
+def test_feature_clips_are_video_features_stack_and_step() -> None:
+    np.testing.assert_array_equal(feature_clips(64, 16, 16), [0, 16, 32, 48])
+    np.testing.assert_array_equal(feature_clips(63, 16, 16), [0, 16, 32])  # the last one incomplete
+    np.testing.assert_array_equal(feature_clips(20, 8, 5), [0, 5, 10])
+    assert feature_clips(7, 8, 4).size == 0
+    with pytest.raises(FlowkitError, match="step >= 1"):
+        feature_clips(10, 8, 0)
+
+
+def test_a_runs_final_checkpoint_and_its_rgb_values(tmp_path, data, weights) -> None:
+    """A run's final.pt (the trainer's payload) loads, and its RGB values are the ones read."""
+    state = torch.load(weights["rgb"])
+    for values in ("unit", "imagenet"):
+        torch.save({"model": state, "epoch": 1, "stream": "rgb", "rgb_values": values}, tmp_path / f"{values}.pt")
+    runs = {}
+    for values in ("unit", "imagenet"):
+        settings = _settings(weights, modality="rgb", files=(str(tmp_path / f"{values}.pt"),))
+        extract_features(data, tmp_path / f"{values}.h5", settings)
+        runs[values] = _read(tmp_path / f"{values}.h5")["warm_up/warm_up_00/rgb"]
+    extract_features(data, tmp_path / "plain.h5", _settings(weights, modality="rgb", files=(str(weights["rgb"]),)))
+    np.testing.assert_array_equal(runs["unit"], _read(tmp_path / "plain.h5")["warm_up/warm_up_00/rgb"])
+    assert not np.allclose(runs["imagenet"], runs["unit"])
+
+
+def test_failures_are_shown_one_line_each(tmp_path, data, weights) -> None:
+    args = ["features", str(data), str(tmp_path / "f.h5"), "--modality", "rgb", "-q",
+            "--weights", str(weights["rgb"]), *OPTIONS]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "features of 8 videos (24 clips)" in result.stdout and "0 already done; 1 failed" in result.stdout
+    assert "failed: short/tiny: 6 frames: a clip of 8 needs 9" in result.stderr
