@@ -245,6 +245,7 @@ def _snapshot(out: Path) -> tuple:
 
 TRIGGERS = [
     ("after a video", lambda old, new: any(n.endswith(".h5") and n not in old[0] for n in new[0])),
+    ("merging staged videos", lambda old, new: any(n not in new[0] for n in old[0] if n.endswith(".h5"))),
     ("staging a video", lambda old, new: any(n.endswith(".tmp") for n in new[0])),
     ("writing the output", lambda old, new: bool(new[1])),
 ]
@@ -267,7 +268,7 @@ def test_sigkill_at_any_moment_loses_only_unfinished_videos(tmp_path, data, weig
     extract_features(data, reference, _settings(weights))
     out = tmp_path / "out.h5"
     killed_while, done = [], set()
-    for attempt in range(9):
+    for attempt in range(12):
         name, fired = TRIGGERS[attempt % len(TRIGGERS)]
         old = _snapshot(out)
         process = _start(data, out, weights)
