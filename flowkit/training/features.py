@@ -102,30 +102,37 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _weight_files(settings: FeatureSettings) -> dict[str, Path | None]:
-    """modality -> checkpoint file (None: random)."""
-    files: dict[str, Path | None] = dict.fromkeys(settings.modalities)
-    for item in settings.weights:
-        name, sep, path = item.partition("=")
-        if sep and name in MODALITIES:
-            if name not in files:
-                raise FlowkitError(f"--weights {item}: no {name} stream with --modality {settings.modality}")
-            files[name] = Path(path)
-        else:
-            files = dict.fromkeys(files, Path(item)) | {m: f for m, f in files.items() if f is not None}
-    for path in {f for f in files.values() if f is not None}:
+def _weight_files(settings: FeatureSettings) -> dict[str, tuple[Path | None, bool]]:
+    """modality -> (its checkpoint file, None: random; whether one FILE serves every stream)."""
+    named = [w for w in settings.weights if "=" in w and w.partition("=")[0] in MODALITIES]
+    plain = [w for w in settings.weights if w not in named]
+    if len(plain) > 1:
+        raise FlowkitError(f"--weights {plain[1]}: a second checkpoint for every stream; name each "
+                           "stream's (rgb=FILE, flow=FILE)")
+    shared = len(settings.modalities) > 1
+    files = {m: (Path(plain[0]) if plain else None, shared) for m in settings.modalities}
+    for item in named:
+        name, _, path = item.partition("=")
+        if name not in files:
+            raise FlowkitError(f"--weights {item}: no {name} stream with --modality {settings.modality}")
+        files[name] = (Path(path), False)
+    for path in {f for f, _ in files.values() if f is not None}:
         if not path.is_file():
             raise FlowkitError(f"--weights {path}: no such file")
     return files
 
 
-def _tower_state(state: dict[str, Tensor], modality: str, label: str, two_tower: bool) -> dict[str, Tensor]:
-    """The part of a checkpoint for one tower: a two-tower state dict's `rgb.`/`flow.` entries."""
+def _tower_state(state: dict[str, Tensor], modality: str, label: str, shared: bool) -> dict[str, Tensor]:
+    """The part of a checkpoint for one tower: a two-tower state dict's `rgb.`/`flow.` entries,
+    or the whole of a one-network checkpoint given for this stream alone."""
     prefix = f"{modality}."
     if any(k.startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if two_tower and any(k.startswith(tuple(f"{m}." for m in MODALITIES)) for k in state):
+    if any(k.startswith(tuple(f"{m}." for m in MODALITIES)) for k in state):
         raise FlowkitError(f"{label} has no {modality} tower")
+    if shared:
+        raise FlowkitError(f"{label} holds one network, not an rgb and a flow tower; give each "
+                           "stream its own: --weights rgb=FILE --weights flow=FILE")
     return state
 
 
@@ -149,13 +156,13 @@ def build_towers(settings: FeatureSettings) -> dict[str, Tower]:
     flowkit reads; one line naming the tensors that do not fit)."""
     name = TOWERS.get(settings.model, settings.model)
     towers = {}
-    for modality, path in _weight_files(settings).items():
+    for modality, (path, shared) in _weight_files(settings).items():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # without weights: the same random network on every run
             network = create_model(name, in_chans=CHANNELS[modality])
         if path is not None:
             label = f"--weights {path}"
-            state = _tower_state(read_checkpoint(path, label), modality, label, settings.model in TOWERS)
+            state = _tower_state(read_checkpoint(path, label), modality, label, shared)
             classes = _num_classes(state, network, label)
             own = network.get_submodule(info_of(network).classifier).weight.shape[0]
             if classes is not None and classes != own:  # logits of the checkpoint's classes
@@ -257,7 +264,9 @@ class FeatureReport:
                 "failed": [{"id": k, "error": v} for k, v in self.failed.items()]}
 
 
-VIDEO_ERRORS = (FlowkitError, OSError, KeyError, ValueError)  # what one unreadable video raises
+# What one video can raise: unreadable (h5py: OSError, KeyError), undecodable, or too small for
+# the network (torch: RuntimeError, as is running out of GPU memory); the others go on.
+VIDEO_ERRORS = (FlowkitError, OSError, KeyError, ValueError, RuntimeError)
 
 
 def extract_features(data: str | Path, out: str | Path, settings: FeatureSettings,

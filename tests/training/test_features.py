@@ -207,6 +207,10 @@ def test_weights_that_do_not_fit_say_which_tensors_differ(tmp_path, data, weight
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "features.mixed3b.b0.conv.weight: checkpoint (64, 100, 1, 1, 1), model (64, 192, 1, 1, 1)" in result.output
     assert not (tmp_path / "f.h5").exists()
+    one = CliRunner().invoke(cli, ["features", str(data), str(tmp_path / "f.h5"), "--weights", str(weights["rgb"]),
+                                   *OPTIONS])  # one network for two streams
+    assert one.exit_code == 2 and "holds one network, not an rgb and a flow tower" in one.output
+    assert not (tmp_path / "f.h5").exists()
 
 
 def test_npy_format_names_and_shapes_and_json_summary(tmp_path, data, weights) -> None:
@@ -324,3 +328,17 @@ def test_failures_are_shown_one_line_each(tmp_path, data, weights) -> None:
     assert result.exit_code == 1
     assert "features of 8 videos (24 clips)" in result.stdout and "0 already done; 1 failed" in result.stdout
     assert "failed: short/tiny: 6 frames: a clip of 8 needs 9" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "resnet18"], "resnet18 is not a clip network"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--clip", "0"], "--clip must be at least 1"),
+    (["--weights", "missing.pt"], "--weights missing.pt: no such file"),
+    (["--modality", "rgb", "--weights", "flow=x.pt"], "no flow stream with --modality rgb"),
+])
+def test_bad_options_fail_in_one_line_before_any_work(tmp_path, data, args, message) -> None:
+    result = CliRunner().invoke(cli, ["features", str(data), str(tmp_path / "f.h5"), *args])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
