@@ -186,8 +186,13 @@ class LayerTap:
             classifier.register_forward_hook(self._keep)
 
     def _keep(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+        """A Linear reads features on the last axis (pytorchvideo's heads apply it channels-last
+        at every position), a convolution on axis 1."""
         x = args[0]
-        self._kept = x.flatten(2).mean(2) if x.dim() > 2 else x
+        if isinstance(module, nn.Linear):
+            self._kept = x.reshape(x.shape[0], -1, x.shape[-1]).mean(1)
+        else:
+            self._kept = x.flatten(2).mean(2) if x.dim() > 2 else x
 
     @torch.no_grad()
     def __call__(self, clips: Tensor) -> Tensor:
