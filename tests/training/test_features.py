@@ -87,9 +87,9 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 
 def _settings(weights: dict[str, Path], **kwargs) -> FeatureSettings:
     names = kwargs.pop("names", ("rgb", "flow"))
-    files = tuple(f"{m}={weights[n]}" for m, n in zip(("rgb", "flow"), names, strict=True))
+    files = kwargs.pop("files", None) or tuple(f"{m}={weights[n]}" for m, n in zip(("rgb", "flow"), names, strict=True))
     kwargs = {"clip": CLIP, "step": STEP, "size": SIZE, "device": "cpu", "batch_size": 2, **kwargs}
-    return FeatureSettings(weights=kwargs.pop("files", files), **kwargs)
+    return FeatureSettings(weights=files, **kwargs)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -342,3 +342,46 @@ def test_bad_options_fail_in_one_line_before_any_work(tmp_path, data, args, mess
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert message in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arch", ["x3d_xs", "r3d_18", "i3d"])
+def test_pool_features_are_what_the_classifier_reads(tmp_path, data, arch) -> None:
+    """The classifier applied to the `pool` features gives the `logits` features: X3D's head applies
+    its Linear channels-last at every position and averages after (pytorchvideo's
+    `create_x3d_head`), I3D's 1x1x1 convolution averages after too, R3D's fc reads a pooled vector;
+    each is linear, so the average of the positions' logits is the logits of the average."""
+    torch.manual_seed(3)
+    net = create_model(arch, num_classes=5, in_chans=3).eval()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    common = {"files": (f"rgb={tmp_path / 'w.pt'}",), "model": arch, "modality": "rgb"}
+    extract_features(data, tmp_path / "pool.h5", _settings({}, layer="pool", **common))
+    extract_features(data, tmp_path / "logits.h5", _settings({}, layer="logits", **common))
+    pool, logits = _read(tmp_path / "pool.h5"), _read(tmp_path / "logits.h5")
+    classifier = net.get_submodule(info_of(net).classifier)
+    weight = classifier.weight.detach().reshape(5, -1)
+    bias = classifier.bias.detach()
+    assert pool.keys() == logits.keys() and len(pool) == 8
+    for key, features in pool.items():
+        assert features.shape == (3, weight.shape[1])
+        np.testing.assert_allclose(features @ weight.numpy().T + bias.numpy(), logits[key], rtol=1e-4, atol=1e-4)
+
+
+def test_a_2d_checkpoint_gives_the_features_of_the_network_it_inflates_to(tmp_path, data) -> None:
+    """2D Inception-v1 weights start I3D by inflation (`init_from_state`): the features equal those
+    of the I3D inflated here by `inflate_state_dict` and saved as a 3D checkpoint."""
+    from flowkit.models import inception_v1
+    from flowkit.models.weights import inflate_state_dict
+
+    torch.manual_seed(4)
+    net2d = inception_v1(num_classes=5)
+    torch.save(net2d.state_dict(), tmp_path / "2d.pt")
+    net3d = create_model("i3d", num_classes=5)
+    net3d.load_state_dict(inflate_state_dict(net2d.state_dict(), net3d))
+    torch.save(net3d.state_dict(), tmp_path / "3d.pt")
+    for name in ("2d", "3d"):
+        extract_features(data, tmp_path / f"{name}.h5", _settings(
+            {}, files=(f"rgb={tmp_path / f'{name}.pt'}",), model="i3d", modality="rgb"))
+    inflated, direct = _read(tmp_path / "2d.h5"), _read(tmp_path / "3d.h5")
+    assert inflated.keys() == direct.keys() and len(inflated) == 8
+    for key in inflated:
+        np.testing.assert_allclose(inflated[key], direct[key], rtol=1e-5, atol=1e-6)
