@@ -3,7 +3,7 @@ imports only down the layers, no module over 450 lines, at most 8 loose modules 
 
 The layers, lowest first (docs/ARCHITECTURE.md): base (errors, params, devices, the package) →
 video → flow → store → extraction | data (peers) → rawframes → models (torch, base, and flow
-for MotionNet) → training → cli.
+for MotionNet) → training → prediction (extraction and training: new videos scored) → cli.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "rawframes": {"base", "video", "flow", "store", "extraction", "data"},
     "models": {"base", "flow"},  # flow: MotionNet, a flow estimator (hidden two-stream)
     "training": {"base", "video", "flow", "store", "data", "models"},
+    "prediction": {"base", "video", "flow", "store", "extraction", "data", "models", "training"},
     "cli": {"base", "video", "synth", "flow", "store", "extraction", "data", "rawframes", "models",
-            "training"},
+            "training", "prediction"},
     "main": {"cli"},
 }
 

@@ -7,13 +7,14 @@ from flowkit.cli import (
     extract_commands,
     features_commands,
     flow_commands,
+    predict_commands,
     store_commands,
     train_commands,
 )
 from flowkit.cli.app import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, cli
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERRUPTED", "cli", "extract_commands",
-           "features_commands", "flow_commands", "main", "store_commands", "train_commands"]
+           "features_commands", "flow_commands", "main", "predict_commands", "store_commands", "train_commands"]
 
 
 def main() -> None:

@@ -172,6 +172,20 @@ class ExtractSettings:
             fingerprint["warp"] = True
         return fingerprint
 
+    @classmethod
+    def from_fingerprint(cls, stored: dict[str, Any], device: str = "auto") -> ExtractSettings:
+        """The settings a dataset records (`fingerprint`), to make more of the same flow: what
+        `flowkit predict` extracts new videos with."""
+        try:
+            return cls(algorithm=stored["algorithm"], params=tuple(sorted(stored["params"].items())),
+                       engine=stored["engine"], device=device, bound=float(stored["bound"]),
+                       size=FrameSize.parse(str(stored["size"])), fps=stored["fps"], step=int(stored["step"]),
+                       backward=bool(stored["backward"]), warp=bool(stored.get("warp", False)),
+                       rgb=bool(stored["rgb"]), rgb_quality=stored["rgb_quality"] or DEFAULT_QUALITY,
+                       flow_format=stored["flow_format"], flow_quality=stored["flow_quality"] or DEFAULT_QUALITY)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise FlowkitError(f"the recorded extraction settings are incomplete ({error})") from None
+
     def keeping_stored_engine(self, stored: dict[str, Any] | None) -> ExtractSettings:
         """`--engine auto` resumes with the engine the dataset was made with, not a different one."""
         if self.engine == "auto" and stored and stored.get("algorithm") == self.algorithm:

@@ -1,6 +1,6 @@
 """Training the streams and fusing them: the run folders `flowkit train` and `train-two-stream` make.
 
-    run/settings.json            the resolved settings, data and labels
+    run/settings.json            the resolved settings, data, labels and the data's extraction settings
     run/<stream>/...             one stream's checkpoints, metrics, curves and scores (trainer.py)
     run/fused/...                late fusion of the two streams' scores (train-two-stream)
     run/summary.json             per-stream and fused accuracy
@@ -21,11 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flowkit.data.datasets import ShardDataset, TwoStreamDataset
 from flowkit.errors import FlowkitError
-from flowkit.models.fusion import TwoStreamFusion
-from flowkit.models.registry import create_model
 from flowkit.models.weights import load_init
+from flowkit.store.reader import FlowStore
 from flowkit.training.config import TrainConfig, command_config, settings_key
 from flowkit.training.distributed import current_ranks, local_batch_size, on_main, process_group
 from flowkit.training.evaluation import write_scores
@@ -34,11 +32,11 @@ from flowkit.training.streams import (
     STREAMS,
     DataSource,
     LabelledData,
+    fusion_datasets,
+    fusion_model,
     fusion_view_logits,
     stream_datasets,
-    stream_modality,
     stream_model,
-    train_crop,
 )
 from flowkit.training.trainer import Trainer
 
@@ -63,8 +61,11 @@ def _prepare_run(out: Path, config: TrainConfig, data: LabelledData, resume: boo
         probe.unlink()
     except OSError as exc:
         raise FlowkitError(f"cannot write the run folder {out}: {exc.strerror}") from None
+    with FlowStore(data.path) as store:  # how its flow was made: `flowkit predict` makes the same
+        extraction = store.settings
     record = {"config": config.to_dict(), "data": str(data.path), "classes": data.classes,
-              "train_videos": len(data.train), "test_videos": len(data.test), **extra}
+              "train_videos": len(data.train), "test_videos": len(data.test), "extraction": extraction,
+              **extra}
     if resume and settings_path.exists():
         saved = json.loads(settings_path.read_text())
         if saved.get("config") != record["config"]:
@@ -101,35 +102,15 @@ def train_joint_fusion(config: TrainConfig, data: LabelledData, out: Path, resum
     """Mid-level fusion (Feichtenhofer et al. 2016): both towers trained together, on `fusion_frames`
     time steps per sample, with the fused and the temporal tower's losses summed."""
     _seed(config)
-    t = config.fusion_frames
-    snippets = max(t, config.test_snippets // t * t)
-    rgb_mod, flow_mod = stream_modality(config, "rgb"), stream_modality(config, "flow")
-    common = {"size": config.crop_size, "seed": config.seed}
-    crop = train_crop(config)
-    train_set = TwoStreamDataset(ShardDataset(data.path, data.train, rgb_mod, segments=t, transform=crop, **common),
-                                 ShardDataset(data.path, data.train, flow_mod, segments=t, transform=crop, **common))
-    test_set = None
-    if data.test:
-        test_common = {"train": False, "test_snippets": snippets, "test_crops": 1,
-                       "test_flip": config.flip, **common}
-        test_set = TwoStreamDataset(ShardDataset(data.path, data.test, rgb_mod, **test_common),
-                                    ShardDataset(data.path, data.test, flow_mod, **test_common))
-    classes = len(data.classes)
-    spatial = create_model(config.backbone, classes, in_chans=3, dropout=config.rgb.dropout)
-    temporal = create_model(config.backbone, classes, in_chans=2 * flow_mod.clip_len, dropout=config.flow.dropout)
-    if config.rgb.init:
-        load_init(spatial, config.rgb.init)
-    if config.flow.init:
-        load_init(temporal, config.flow.init)
-    model = TwoStreamFusion(spatial, temporal, fusion=config.fusion,
-                            temporal_fusion="average" if config.fusion == "bilinear" else "conv3d")
+    train_set, test_set = fusion_datasets(config, data)
+    model = fusion_model(config, len(data.classes), with_init=True)
 
     def loss(output: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         fused, temporal_logits = output
         return F.cross_entropy(fused, target) + F.cross_entropy(temporal_logits, target)
 
     trainer = Trainer(out / "fusion", "fusion", model, train_set, test_set, config.flow, config, data,
-                      loss, fusion_view_logits(t))
+                      loss, fusion_view_logits(config.fusion_frames))
     if resume:
         trainer.resume()
     return trainer.fit(progress)

@@ -27,8 +27,10 @@ from flowkit.data.datasets import (
 )
 from flowkit.data.transforms import MultiScaleCrop, RandomCrop
 from flowkit.errors import FlowkitError
+from flowkit.models.fusion import TwoStreamFusion
 from flowkit.models.registry import create_model, model_info
 from flowkit.models.tsn import TSN
+from flowkit.models.weights import load_init
 from flowkit.training.config import TrainConfig
 
 STREAMS = ("rgb", "flow", "rgbdiff", "warped_flow")
@@ -97,14 +99,17 @@ def stream_datasets(config: TrainConfig, stream: str, data: LabelledData,
                     rgb_values: str | None = None) -> tuple[ShardDataset, ShardDataset | None]:
     """Training and test datasets of one stream (test None when there is no test split)."""
     modality = stream_modality(config, stream, rgb_values)
-    common = {"clips": config.clips, "size": config.crop_size, "seed": config.seed}
-    train = ShardDataset(data.path, data.train, modality, segments=_segments(config),
-                         transform=train_crop(config), **common)
-    test = None
-    if data.test:
-        test = ShardDataset(data.path, data.test, modality, train=False, test_snippets=config.test_snippets,
-                            test_crops=config.test_crops, test_flip=config.flip, **common)
-    return train, test
+    train = ShardDataset(data.path, data.train, modality, segments=_segments(config), transform=train_crop(config),
+                         clips=config.clips, size=config.crop_size, seed=config.seed)
+    return train, test_dataset(config, stream, data, rgb_values) if data.test else None
+
+
+def test_dataset(config: TrainConfig, stream: str, data: LabelledData,
+                 rgb_values: str | None = None) -> ShardDataset:
+    """The test split of one stream, every view of a video per item: the run's test protocol."""
+    return ShardDataset(data.path, data.test, stream_modality(config, stream, rgb_values), train=False,
+                        test_snippets=config.test_snippets, test_crops=config.test_crops, test_flip=config.flip,
+                        clips=config.clips, size=config.crop_size, seed=config.seed)
 
 
 def train_crop(config: TrainConfig) -> MultiScaleCrop | RandomCrop:
@@ -135,6 +140,43 @@ def view_logits(model: nn.Module, views: tuple[torch.Tensor, ...]) -> torch.Tens
     if isinstance(model, TSN):
         return model.backbone(views[0])  # each view alone: TSN averages snippet scores at test time
     return model(*views)
+
+
+def fusion_snippets(config: TrainConfig) -> int:
+    """Test snippets of a mid-level fusion: whole groups of `fusion_frames` time steps."""
+    t = config.fusion_frames
+    return max(t, config.test_snippets // t * t)
+
+
+def fusion_datasets(config: TrainConfig, data: LabelledData) -> tuple[TwoStreamDataset, TwoStreamDataset | None]:
+    """Training and test datasets of a mid-level fusion: RGB and flow of the same time steps."""
+    rgb_mod, flow_mod = stream_modality(config, "rgb"), stream_modality(config, "flow")
+    common = {"size": config.crop_size, "seed": config.seed, "segments": config.fusion_frames,
+              "transform": train_crop(config)}
+    train = TwoStreamDataset(ShardDataset(data.path, data.train, rgb_mod, **common),
+                             ShardDataset(data.path, data.train, flow_mod, **common))
+    return train, fusion_test_dataset(config, data) if data.test else None
+
+
+def fusion_test_dataset(config: TrainConfig, data: LabelledData) -> TwoStreamDataset:
+    """The test split of a mid-level fusion: RGB and flow of the same test snippets, one crop."""
+    common = {"train": False, "test_snippets": fusion_snippets(config), "test_crops": 1,
+              "test_flip": config.flip, "size": config.crop_size, "seed": config.seed}
+    return TwoStreamDataset(ShardDataset(data.path, data.test, stream_modality(config, "rgb"), **common),
+                            ShardDataset(data.path, data.test, stream_modality(config, "flow"), **common))
+
+
+def fusion_model(config: TrainConfig, num_classes: int, with_init: bool = False) -> TwoStreamFusion:
+    """The two towers of a mid-level fusion (Feichtenhofer et al. 2016), each started from its
+    stream's `init` checkpoint with `with_init` (before the fusion replaces their classifiers)."""
+    flow_length = stream_modality(config, "flow").clip_len
+    spatial = create_model(config.backbone, num_classes, in_chans=3, dropout=config.rgb.dropout)
+    temporal = create_model(config.backbone, num_classes, in_chans=2 * flow_length, dropout=config.flow.dropout)
+    for tower, init in ((spatial, config.rgb.init), (temporal, config.flow.init)):
+        if with_init and init:
+            load_init(tower, init)
+    return TwoStreamFusion(spatial, temporal, fusion=config.fusion,
+                           temporal_fusion="average" if config.fusion == "bilinear" else "conv3d")
 
 
 def fusion_view_logits(time_steps: int) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]:
