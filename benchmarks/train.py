@@ -1,6 +1,8 @@
-"""Training throughput per architecture, and where the time goes: loading or computing.
+"""Training throughput per architecture, and where the time goes: loading or computing; and the
+demo trained under each precision and fast path.
 
     python benchmarks/train.py [--quick] [--out results.json]
+    python benchmarks/train.py --precision [--epochs 12] [--out results.json]
 
 The five real clips of ../shared/testdata/videos are extracted at flowkit's defaults (short side
 256, TV-L1 on the torch engine, flow as JPEG). For each setting, three figures over the same
@@ -8,6 +10,12 @@ batches: the DataLoader alone (samples/s it can deliver), the model alone on ten
 memory (forward + backward + SGD step), and the real training loop, timed per step as
 "waiting for the next batch" and "computing". The compute-busy share is compute time over the
 loop's wall time: the loader is not the bottleneck when it is high (target: 90%).
+
+`--precision`: the demo's dataset (`flowkit synth`'s 192 clips; flow by DIS, which the figures do
+not depend on) and `pipelines/demo.toml`, the flow stream trained by flowkit's own Trainer from the
+same seed under `--amp off` (float32), `bf16`, `fp16`, `--channels-last` and `--compile`: samples/s
+over the epochs after the first (the first, which pays any compilation, apart), the final
+training loss and the test top-1, each against float32's.
 """
 
 from __future__ import annotations
@@ -104,12 +112,117 @@ def training_loop(model: torch.nn.Module, loader: DataLoader, steps: int) -> dic
             "computing_s": computing}
 
 
+PRECISIONS = [("float32", {}), ("bf16", {"amp": "bf16"}), ("fp16", {"amp": "fp16"}),
+              ("channels-last", {"channels_last": "true"}), ("compile", {"compile": "true"})]
+
+
+def precision_runs(epochs: int) -> dict[str, Any]:
+    """The demo's flow stream trained under each precision and fast path, from one seed."""
+    from flowkit.flow.engine_base import has_cxx_compiler
+    from flowkit.synth import make_action_dataset
+    from flowkit.training.runs import train_stream
+    from flowkit.training.streams import load_data
+    from flowkit.video import FrameSize
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="flowkit-precision-bench-") as tmp:
+        root = Path(tmp)
+        make_action_dataset(root / "videos")
+        report = extract(root / "videos", root / "out.h5", ExtractSettings(algorithm="dis", size=FrameSize.keep()),
+                         progress=False)
+        if not report.ok:
+            raise RuntimeError(f"extraction failed: {report.failed}")
+        data = load_data(root / "out.h5", root / "videos/splits")
+        for name, overrides in PRECISIONS:
+            if name == "compile" and not has_cxx_compiler():
+                continue
+            config = load_config(ROOT / "pipelines/demo.toml", {"epochs": str(epochs), "eval_every": "0",
+                                                                 "flow.lr_steps": str(epochs * 3 // 4), **overrides})
+            scores = train_stream(config, data, "flow", root / name, progress=False)
+            log = (root / name / "flow/metrics.csv").read_text().splitlines()[1:]
+            seconds = [float(line.split(",")[-1]) for line in log]
+            samples = len(data.train)
+            rows.append({"setting": name, "first_epoch_s": seconds[0],
+                         "samples_per_s": samples * (len(seconds) - 1) / sum(seconds[1:]),
+                         "final_loss": float(log[-1].split(",")[2]), "test_top1": scores.metrics()["top1"]})
+            print(f"  {name}: {rows[-1]['samples_per_s']:.1f} samples/s, loss {rows[-1]['final_loss']:.4f}",
+                  file=sys.stderr, flush=True)
+    base = rows[0]
+    for row in rows:
+        row["speed_vs_float32"] = row["samples_per_s"] / base["samples_per_s"]
+    return {"epochs": epochs, "train_videos": len(data.train), "rows": rows, "compute": precision_compute()}
+
+
+def precision_compute(steps: int = 4, batch: int = 8) -> list[dict[str, Any]]:
+    """A compute-bound network (ResNet-18 on 10-flow stacks at 112^2), forward + backward + SGD
+    on one batch in memory, under each precision and layout: what the demo's loader-bound loop
+    cannot show."""
+    from flowkit.models import create_model
+    from flowkit.training.precision import (
+        autocast,
+        channels_last_module,
+        grad_scaler,
+        to_channels_last,
+    )
+
+    device = torch.device("cpu")
+    rows = []
+    for name, overrides in PRECISIONS:
+        if name == "compile":
+            continue
+        torch.manual_seed(0)
+        model = create_model("resnet18", 2, in_chans=20).train()
+        x, y = torch.randn(batch, 20, 112, 112), torch.randint(0, 2, (batch,))
+        if overrides.get("channels_last"):
+            channels_last_module(model)
+            x = to_channels_last(x)
+        mode = overrides.get("amp", "off")
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        scaler = grad_scaler(mode, device)
+
+        start = time.perf_counter()
+        for i in range(steps + 1):  # the first step untimed
+            if i == 1:
+                start = time.perf_counter()
+            with autocast(mode, device):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        rows.append({"setting": name, "samples_per_s": steps * batch / (time.perf_counter() - start)})
+    for row in rows:
+        row["speed_vs_float32"] = row["samples_per_s"] / rows[0]["samples_per_s"]
+    return rows
+
+
+def print_precision(results: dict[str, Any]) -> None:
+    lines = ["| setting | samples/s (epochs 2+) | vs float32 | first epoch, s | final training loss | test top-1 |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in results["rows"]:
+        lines.append(f"| {r['setting']} | {r['samples_per_s']:.1f} | {r['speed_vs_float32']:.2f}x | "
+                     f"{r['first_epoch_s']:.1f} | {r['final_loss']:.4f} | {r['test_top1']:.1%} |")
+    lines += ["", "| ResNet-18 flow (L=10, 112^2), fwd+bwd+SGD | samples/s | vs float32 |", "| --- | --- | --- |"]
+    lines += [f"| {r['setting']} | {r['samples_per_s']:.2f} | {r['speed_vs_float32']:.2f}x |" for r in results["compute"]]
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--precision", action="store_true", help="The demo under each precision and fast path.")
+    parser.add_argument("--epochs", type=int, default=12, help="--precision: epochs (the demo's 12).")
     args = parser.parse_args()
+    if args.precision:
+        info = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__, "loadavg_start": os.getloadavg()}
+        results = {**info, **precision_runs(args.epochs), "loadavg_end": os.getloadavg()}
+        print_precision(results)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1, default=float))
+        return
     steps = 2 if args.quick else 6
     cores = len(os.sched_getaffinity(0))
     worker_counts = [0, 1, cores] if not args.quick else [cores]

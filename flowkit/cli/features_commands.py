@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowkit.cli.app import EXIT_FAILED, cli
+from flowkit.training.precision import AMP_MODES
 
 
 @cli.command()
@@ -29,16 +30,18 @@ from flowkit.cli.app import EXIT_FAILED, cli
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per forward pass.")
 @click.option("--format", "fmt", type=click.Choice(["h5", "npy"]), default="h5", show_default=True,
               help="h5: one file, features/<id>/<modality>; npy: OUT/<id>_<modality>.npy.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True,
+              help="The forward pass's precision: off (float32), bf16, fp16, auto (fp16 on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def features(data: Path, out: Path, model: str, weights: tuple[str, ...], modality: str, clip: int,
-             step: int, layer: str, size: int, device: str, batch_size: int, fmt: str, as_json: bool,
-             quiet: bool) -> None:
+             step: int, layer: str, size: int, device: str, batch_size: int, fmt: str, amp: str,
+             as_json: bool, quiet: bool) -> None:
     """Clip features of every video of DATA into OUT; rerun to resume (done videos are skipped)."""
     from flowkit.training.features import FeatureSettings, extract_features
 
     settings = FeatureSettings(model=model, weights=weights, modality=modality, clip=clip, step=step,
-                               layer=layer, size=size, device=device, batch_size=batch_size, format=fmt)
+                               layer=layer, size=size, device=device, batch_size=batch_size, format=fmt, amp=amp)
     report = extract_features(data, out, settings, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))

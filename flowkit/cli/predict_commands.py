@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowkit.cli.app import EXIT_FAILED, cli
+from flowkit.training.precision import AMP_MODES
 
 
 @cli.command()
@@ -20,15 +21,17 @@ from flowkit.cli.app import EXIT_FAILED, cli
               help="Keep the videos' flow in this dataset (default: a temporary one, removed).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--jobs", type=int, default=None, help="Extraction worker processes [default: the cores].")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True,
+              help="The networks' precision: off (float32), bf16, fp16, auto (fp16 on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def predict(videos: tuple[Path, ...], run: Path, top_k: int, keep: Path | None, device: str, jobs: int | None,
-            as_json: bool, quiet: bool) -> None:
+            amp: str, as_json: bool, quiet: bool) -> None:
     """Top classes of each VIDEO under a trained run: its flow made as the run's data's was, its
     test protocol, its fusion."""
     from flowkit.prediction.predictor import predict_videos
 
-    report = predict_videos(videos, run, top_k, keep, device, jobs, progress=not quiet and not as_json)
+    report = predict_videos(videos, run, top_k, keep, device, jobs, amp, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

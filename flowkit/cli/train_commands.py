@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flowkit.cli.app import cli, label_option_list, print_metrics
+from flowkit.training.precision import AMP_MODES  # imports no torch: --help stays quick
 
 if TYPE_CHECKING:
     from flowkit.training.runs import RunOutcome
@@ -44,6 +45,12 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=int, default=None, help="DataLoader worker processes."),
         click.option("--device", default=None, help="auto, cpu, cuda or cuda:N."),
         click.option("--seed", type=int, default=None),
+        click.option("--amp", type=click.Choice(AMP_MODES), default=None,
+                     help="Mixed precision: auto (fp16 on CUDA, float32 on CPU), off, bf16, fp16."),
+        click.option("--channels-last", is_flag=True, default=None,
+                     help="Channels-last network and batches (the same values, faster convolutions)."),
+        click.option("--compile", "compile_network", is_flag=True, default=None,
+                     help="torch.compile the network (pays a compilation first; CPU: needs g++)."),
         click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
                      help="Any setting, e.g. flow.lr=0.005 or segments=7 (repeatable)."),
         click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder."),
@@ -65,8 +72,9 @@ def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def train(modality: str, init_file: Path | None, data: Path, labels: Path | None, label_format: str,
           split: int, test_list: Path | None, pipeline: Path | None, arch: str | None,
           backbone: str | None, epochs: int | None, batch_size: int | None, workers: int | None,
-          device: str | None, seed: int | None, assignments: tuple[str, ...], out: Path,
-          resume: bool, quiet: bool) -> None:
+          device: str | None, seed: int | None, amp: str | None, channels_last: bool | None,
+          compile_network: bool | None, assignments: tuple[str, ...], out: Path, resume: bool,
+          quiet: bool) -> None:
     """Train one stream (rgb, flow, or TSN's rgbdiff or warped_flow) into OUT/<modality>."""
     from flowkit.data.annotations import LabelSource
     from flowkit.training.runs import run_stream
@@ -75,7 +83,8 @@ def train(modality: str, init_file: Path | None, data: Path, labels: Path | None
     outcome = run_stream(
         modality, DataSource(data, LabelSource(labels, label_format, split, test_list)), pipeline,
         {"arch": arch, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
-         "workers": workers, "device": device, "seed": seed}, assignments, init_file, out, resume,
+         "workers": workers, "device": device, "seed": seed, **_fast_paths(amp, channels_last, compile_network)},
+        assignments, init_file, out, resume,
         progress=not quiet)
     _report(outcome)
 
@@ -89,6 +98,7 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
                      labels: Path | None, label_format: str, split: int, test_list: Path | None,
                      pipeline: Path | None, arch: str | None, backbone: str | None, epochs: int | None,
                      batch_size: int | None, workers: int | None, device: str | None, seed: int | None,
+                     amp: str | None, channels_last: bool | None, compile_network: bool | None,
                      assignments: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train the spatial and temporal streams and fuse them; print each one's accuracy and the fused."""
     from flowkit.data.annotations import LabelSource
@@ -99,8 +109,14 @@ def train_two_stream(fusion: str | None, init_rgb: Path | None, init_flow: Path 
         DataSource(data, LabelSource(labels, label_format, split, test_list)), pipeline,
         {"arch": arch, "backbone": backbone, "epochs": epochs, "batch_size": batch_size,
          "workers": workers, "device": device, "seed": seed, "fusion": fusion,
-         "rgb.init": init_rgb, "flow.init": init_flow}, assignments, out, resume, progress=not quiet)
+         "rgb.init": init_rgb, "flow.init": init_flow, **_fast_paths(amp, channels_last, compile_network)},
+        assignments, out, resume, progress=not quiet)
     _report(outcome)
+
+
+def _fast_paths(amp: str | None, channels_last: bool | None, compile_network: bool | None) -> dict[str, Any]:
+    """--amp, --channels-last and --compile as settings; a flag not given leaves the pipeline's."""
+    return {"amp": amp, "channels_last": channels_last or None, "compile": compile_network or None}
 
 
 def _report(outcome: RunOutcome) -> None:

@@ -25,6 +25,7 @@ from flowkit.extraction.pipeline import extract
 from flowkit.extraction.settings import ExtractSettings
 from flowkit.prediction.trained_run import read_run
 from flowkit.store.reader import FlowStore
+from flowkit.training.precision import autocast_dtype
 from flowkit.video import VIDEO_EXTENSIONS
 
 # What scoring one video can raise: unreadable (h5py: OSError, KeyError), too short for the test
@@ -86,12 +87,15 @@ def _link_names(videos: Sequence[Path]) -> dict[Path, str]:
 
 
 def predict_videos(videos: Sequence[str | Path], run: str | Path, top_k: int = 5, keep: str | Path | None = None,
-                   device: str = "auto", jobs: int | None = None, progress: bool = True) -> PredictReport:
-    """The top `top_k` classes of each video under the run `run` (`read_run`)."""
+                   device: str = "auto", jobs: int | None = None, amp: str = "off",
+                   progress: bool = True) -> PredictReport:
+    """The top `top_k` classes of each video under the run `run` (`read_run`), its networks run
+    at `amp`'s precision (`training.precision`)."""
     if top_k < 1:
         raise FlowkitError(f"--top-k must be at least 1, not {top_k}")
     trained = read_run(run)  # a bad run: one line, before any work
     target = resolve_device(device)
+    autocast_dtype(amp, target)
     settings = ExtractSettings.from_fingerprint(trained.extraction, device)
     report = PredictReport(str(trained.folder), trained.protocol, kept=str(keep) if keep else None)
     given = [Path(v) for v in videos]
@@ -122,7 +126,7 @@ def predict_videos(videos: Sequence[str | Path], run: str | Path, top_k: int = 5
         networks = trained.networks(target)
         for video_id in tqdm(ids, unit="video", desc="predict", disable=not progress):
             try:
-                scores = trained.score(networks, trained.test_data(dataset, [video_id]), target).scores[0]
+                scores = trained.score(networks, trained.test_data(dataset, [video_id]), target, amp).scores[0]
             except VIDEO_ERRORS as error:
                 report.failed[source[video_id]] = str(error).splitlines()[0] if str(error) else type(error).__name__
                 continue

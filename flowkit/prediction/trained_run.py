@@ -55,13 +55,13 @@ class TrainedRun:
     def networks(self, device: torch.device) -> list[nn.Module]:
         return [part.network().to(device) for part in self.parts]
 
-    def score(self, networks: list[nn.Module], data: LabelledData, device: torch.device) -> Scores:
+    def score(self, networks: list[nn.Module], data: LabelledData, device: torch.device, amp: str = "off") -> Scores:
         """The run's test protocol on `data`'s test videos, its parts fused as the run fused them."""
         scores = []
         for part, network in zip(self.parts, networks, strict=True):
             test_set = part.test_set(data)
             scores.append(predict(network, test_set, part.view_logits(), [r.video for r in data.test],
-                                  self.classes, device, progress=False))
+                                  self.classes, device, progress=False, amp=amp))
         if len(scores) == 1:
             return scores[0]
         config = self.parts[0].config

@@ -20,6 +20,7 @@ from typing import Any, get_type_hints
 
 from flowkit.errors import FlowkitError
 from flowkit.params import parse_assignments, parse_bool
+from flowkit.training.precision import amp_mode
 
 SNIPPET_ARCHITECTURES = ("twostream", "tsn")  # 2D networks on snippets; any clip network also goes
 FUSIONS = ("late", "sum", "max", "concat", "conv", "bilinear")
@@ -37,6 +38,9 @@ class StreamConfig:
     dropout: float = 0.8
     clip_grad: float = 20.0  # max global gradient norm; 0 turns clipping off
     init: str = ""  # a checkpoint to start from (2D ImageNet weights, I3D weights, a flowkit run)
+
+
+SPEED_ONLY = ("channels_last", "compile")  # how fast a run goes, not what it computes
 
 
 @dataclass
@@ -68,7 +72,9 @@ class TrainConfig:
     workers: int = 2  # DataLoader worker processes
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
-    amp: bool = True  # mixed precision on CUDA (never on CPU)
+    amp: str = "auto"  # auto (fp16 on CUDA, float32 elsewhere), off, bf16, fp16 (training.precision)
+    channels_last: bool = False  # the network and its batches channels-last (NHWC / NDHWC)
+    compile: bool = False  # torch.compile the network for training
     eval_every: int = 1  # epochs between evaluations on the test split during training
     rgb: StreamConfig = field(default_factory=StreamConfig)
     flow: StreamConfig = field(default_factory=lambda: StreamConfig(
@@ -77,6 +83,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Fill the settings left to the network (`resolve`), then check them all."""
         self.resolve()
+        self.amp = amp_mode(self.amp)  # old runs saved a yes/no
         from flowkit.models.registry import clip_networks  # here: the models bring in torch
 
         checks = [
@@ -166,6 +173,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def differences(self, saved: dict[str, Any]) -> list[str]:
+        """The settings in which a run's saved `config` differs from these, as a resume compares
+        them: settings of speed alone (`SPEED_ONLY`) may change; one the saved run predates
+        counts only when it is off its default; an old run's yes/no `amp` reads as its mode."""
+        defaults, mine = TrainConfig().to_dict(), self.to_dict()
+        saved = {**saved, "amp": amp_mode(saved["amp"])} if "amp" in saved else saved
+        return [key for key, value in mine.items() if key not in SPEED_ONLY
+                and saved.get(key, defaults[key]) != value]
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")

@@ -24,6 +24,7 @@ from flowkit.devices import resolve_device
 from flowkit.errors import FlowkitError
 from flowkit.training.config import TrainConfig, load_config
 from flowkit.training.plots import confusion_image
+from flowkit.training.precision import autocast
 from flowkit.training.scores import Scores, confusion_matrix, write_metrics
 from flowkit.training.streams import (
     STREAMS,
@@ -50,15 +51,18 @@ def predict(
     workers: int = 0,
     progress: bool = True,
     desc: str = "test",
+    amp: str = "off",
 ) -> Scores:
-    """Every video's averaged view logits; `dataset` is in test mode (all views per item)."""
+    """Every video's averaged view logits; `dataset` is in test mode (all views per item);
+    `amp`: the forward pass's precision (`training.precision`)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=1, num_workers=workers)
     scores, labels = [], []
     for *inputs, label in tqdm(loader, desc=desc, unit="video", disable=None if progress else True,
                                leave=False):
         views = tuple(x[0].to(device, non_blocking=True) for x in inputs)
-        logits = view_logits(model, views).float()
+        with autocast(amp, device):
+            logits = view_logits(model, views).float()
         scores.append(logits.mean(dim=0).cpu().numpy())
         labels.append(int(label[0]))
     return Scores(list(ids), np.array(labels, np.int64), np.stack(scores), list(classes))

@@ -38,6 +38,7 @@ from flowkit.models.registry import clip_networks, create_model, info_of, model_
 from flowkit.models.weights import init_from_state, read_checkpoint
 from flowkit.store.reader import FlowStore, VideoRecord
 from flowkit.training.feature_output import VideoFeatures, open_output
+from flowkit.training.precision import amp_mode, autocast, autocast_dtype
 
 MODALITIES = ("rgb", "flow")
 CHANNELS = {"rgb": 3, "flow": 2}
@@ -63,6 +64,7 @@ class FeatureSettings:
     device: str = "auto"
     batch_size: int = 8
     format: str = "h5"
+    amp: str = "off"  # the forward pass's precision (training.precision): off keeps float32 features
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -77,6 +79,7 @@ class FeatureSettings:
         for name in ("clip", "step", "size", "batch_size"):
             if getattr(self, name) < 1:
                 raise FlowkitError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        amp_mode(self.amp)
         tower = TOWERS.get(self.model, self.model)
         model_info(self.model)  # an unknown name: one line listing the models
         if tower not in clip_networks():
@@ -239,7 +242,8 @@ def video_features(video: VideoRecord, taps: dict[str, LayerTap], settings: Feat
         parts = []
         for first in range(0, len(starts), settings.batch_size):
             clips = read_clips(video, reader, starts[first:first + settings.batch_size], settings.size)
-            parts.append(tap(clips.to(device)).float().cpu())
+            with autocast(settings.amp, device):
+                parts.append(tap(clips.to(device)).float().cpu())
         attrs = {"model": settings.model, "weights": tower.weights, "weights_sha256": tower.sha256,
                  "layer": settings.layer, "clip": settings.clip, "step": settings.step,
                  "size": settings.size, "fps": float(video.entry.fps), "frames": frames}
@@ -281,6 +285,7 @@ def extract_features(data: str | Path, out: str | Path, settings: FeatureSetting
     settings.check()
     began = time.perf_counter()
     device = resolve_device(settings.device)
+    autocast_dtype(settings.amp, device)  # a mode the device cannot run: one line, before any work
     towers = build_towers(settings)  # bad weights: an error before OUT is touched
     taps = {m: LayerTap(t.network.to(device), settings.layer) for m, t in towers.items()}
     stored = {"model": settings.model, "modalities": list(settings.modalities), "clip": settings.clip,

@@ -68,8 +68,10 @@ def _prepare_run(out: Path, config: TrainConfig, data: LabelledData, resume: boo
               **extra}
     if resume and settings_path.exists():
         saved = json.loads(settings_path.read_text())
-        if saved.get("config") != record["config"]:
-            raise FlowkitError(f"{out} was started with other settings; resume it with the same ones")
+        differ = config.differences(saved.get("config", {}))
+        if differ:
+            raise FlowkitError(f"{out} was started with other settings ({', '.join(differ)}); "
+                               "resume it with the same ones")
     settings_path.write_text(json.dumps(record, indent=1) + "\n")
     return out
 

@@ -30,6 +30,8 @@ from tqdm import tqdm
 
 from flowkit.data.datasets import RGB
 from flowkit.devices import resolve_device
+from flowkit.errors import FlowkitError
+from flowkit.flow.engine_base import has_cxx_compiler
 from flowkit.training.config import StreamConfig, TrainConfig
 from flowkit.training.distributed import (
     RankSampler,
@@ -42,6 +44,13 @@ from flowkit.training.distributed import (
 )
 from flowkit.training.evaluation import predict, write_scores
 from flowkit.training.plots import line_chart
+from flowkit.training.precision import (
+    autocast,
+    autocast_dtype,
+    channels_last_module,
+    grad_scaler,
+    to_channels_last,
+)
 from flowkit.training.scores import Scores
 from flowkit.training.streams import LabelledData, video_ids, view_logits
 
@@ -67,12 +76,12 @@ class Trainer:
         self.device = resolve_device(config.device, self.ranks.local_rank if self.ranks.distributed else None)
         self.net: nn.Module = model  # what training calls: the model, or its DDP wrapper
         self.final_scores: Scores | None = None
-        self.amp = config.amp and self.device.type == "cuda"
+        autocast_dtype(config.amp, self.device)  # a mode the device cannot run: one line, now
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, settings.lr_steps, config.lr_gamma)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = grad_scaler(config.amp, self.device)
         self.epoch, self.best = 0, -1.0
         # What the RGB inputs meant (evaluate rebuilds them so); None for flow and fusion.
         modality = getattr(train_set, "modality", None)
@@ -103,7 +112,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and self.scaler.is_enabled():  # a disabled scaler saves nothing
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best = state["epoch"], state["best"]
         rng = state["rng"]  # one entry per rank; a run resumed on other ranks takes rank 0's
         mine = rng[self.ranks.rank] if len(rng) == self.ranks.world else rng[0]
@@ -119,9 +129,15 @@ class Trainer:
         if main:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.model.to(self.device)
+        if self.config.channels_last:
+            channels_last_module(self.model)
         if self.ranks.distributed:
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.config.compile:
+            if self.device.type == "cpu" and not has_cxx_compiler():
+                raise FlowkitError("--compile on a CPU needs a C++ compiler (g++ or clang++) on the PATH")
+            self.net = torch.compile(self.net)
         progress = progress and main
         while self.epoch < self.settings.epochs:
             start = time.perf_counter()
@@ -178,8 +194,10 @@ class Trainer:
                    unit="batch", disable=None if progress else True, leave=False)
         for *inputs, target in bar:
             inputs = [x.to(self.device, non_blocking=True) for x in inputs]
+            if self.config.channels_last:
+                inputs = [to_channels_last(x) for x in inputs]
             target = target.to(self.device)
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with autocast(self.config.amp, self.device):
                 output = self.net(*inputs)
                 loss = self.loss(output, target)
                 extra = getattr(self.model, "auxiliary_loss", None)  # e.g. hidden two-stream's
@@ -208,7 +226,7 @@ class Trainer:
         if positions:
             part = predict(self.model, Subset(self.test_set, positions), self.logits, [ids[i] for i in positions],
                            self.data.classes, self.device, workers=self.config.workers, progress=progress,
-                           desc=f"{self.name} test")
+                           desc=f"{self.name} test", amp=self.config.amp)
         parts = [(p, s) for p, s in gather_from_ranks((positions, part)) if s is not None]
         if len(parts) == 1:
             return parts[0][1]

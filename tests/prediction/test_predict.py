@@ -176,3 +176,12 @@ def test_extraction_settings_survive_their_record() -> None:
         assert again.fingerprint == settings.fingerprint
     with pytest.raises(FlowkitError, match="extraction settings are incomplete"):
         ExtractSettings.from_fingerprint({"algorithm": "tvl1"})
+
+
+def test_amp_bf16_scores_close_to_float32(trained) -> None:
+    videos = _test_videos(trained)[:2]
+    exact = predict_videos(videos, trained["late"], device="cpu", progress=False)
+    half = predict_videos(videos, trained["late"], device="cpu", amp="bf16", progress=False)
+    for a, b in zip(exact.predictions, half.predictions, strict=True):
+        assert not np.array_equal(a.scores, b.scores)  # it did run in bfloat16
+        np.testing.assert_allclose(b.scores, a.scores, atol=0.05 * np.abs(a.scores).max())

@@ -385,3 +385,15 @@ def test_a_2d_checkpoint_gives_the_features_of_the_network_it_inflates_to(tmp_pa
     assert inflated.keys() == direct.keys() and len(inflated) == 8
     for key in inflated:
         np.testing.assert_allclose(inflated[key], direct[key], rtol=1e-5, atol=1e-6)
+
+
+def test_amp_bf16_features_are_float32_and_close(tmp_path, data, weights) -> None:
+    extract_features(data, tmp_path / "exact.h5", _settings(weights, modality="flow", files=(f"flow={weights['flow']}",)))
+    extract_features(data, tmp_path / "half.h5", _settings(weights, modality="flow", amp="bf16",
+                                                           files=(f"flow={weights['flow']}",)))
+    exact, half = _read(tmp_path / "exact.h5"), _read(tmp_path / "half.h5")
+    for key in exact:
+        assert half[key].dtype == np.float32 and not np.array_equal(half[key], exact[key])
+        np.testing.assert_allclose(half[key], exact[key], atol=0.05 * np.abs(exact[key]).max())
+    with pytest.raises(FlowkitError, match="amp must be one of"):
+        extract_features(data, tmp_path / "x.h5", _settings(weights, amp="fp8"))
