@@ -1,6 +1,7 @@
 """Loader speed: TSN samples/s read from flowkit shards against the same samples from rawframes.
 
     python benchmarks/loader.py [--quick] [--out results.json]
+    python benchmarks/loader.py --profile [--out results.json]
 
 The videos of ../shared/testdata/videos are extracted three ways (flow as JPEG, the default;
 raw uint8 with deflate; raw uint8 uncompressed) and exported as mmaction2 rawframes. Every
@@ -9,11 +10,18 @@ flip, normalisation, layout); only where frames come from differs: HDF5 shards, 
 file per frame and flow component read with cv2.imread. Each runs in a DataLoader with the
 same settings, timed over whole epochs, with the page cache warm (files read before) and cold
 (evicted with posix_fadvise before each epoch). Flow: K=3 segments x L=5 flows; RGB: K=3 frames.
+
+`--profile`: where one TSN flow sample's time goes, in one process (no DataLoader), page cache
+warm: the reads of its 3 snippets (h5py, or files for rawframes) and their decoding, the views
+(crop, resize, flip, values, layout) and the final stack; and, for the format-v2 question, the
+same snippets read from a packed layout built here (each video's JPEG files as one contiguous
+uint8 dataset plus offsets: one read per snippet) against format 1's variable-length rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -53,11 +61,13 @@ class RawframesVideo:
     def rgb_frame(self, index: int) -> np.ndarray:
         return cv2.imread(str(self.folder / f"img_{index + 1:05d}.jpg"), cv2.IMREAD_COLOR)
 
-    def flow_codes(self, index: int | slice, backward: bool = False) -> np.ndarray:
-        indices = range(*index.indices(self.entry.pairs)) if isinstance(index, slice) else [index]
-        pairs = [np.stack([cv2.imread(str(self.folder / f"flow_{c}_{i + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
-                           for c in ("x", "y")]) for i in indices]
-        return np.stack(pairs) if isinstance(index, slice) else pairs[0]
+    def rgb_stack(self, indices: np.ndarray) -> np.ndarray:
+        """As mmaction2's RawFrameDecode and FormatShape: each file read to an array, then stacked."""
+        return np.stack([self.rgb_frame(int(i))[..., ::-1] for i in indices])
+
+    def flow_stack(self, indices: np.ndarray, backward: bool = False, warped: bool = False) -> np.ndarray:
+        return np.stack([np.stack([cv2.imread(str(self.folder / f"flow_{c}_{int(i) + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
+                                   for c in ("x", "y")], axis=-1) for i in indices])
 
 
 class RawframesDataset(ShardDataset):
@@ -136,13 +146,80 @@ def build(tmp: Path, quick: bool) -> dict[str, Path]:
     return paths
 
 
+def _best_ms(run: Any, count: int, repeats: int = 3) -> float:
+    """The fastest of `repeats` timings of `run()`, in ms per item of `count`."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, (time.perf_counter() - start) / count * 1e3)
+    return best
+
+
+def profile(tmp: Path) -> dict[str, Any]:
+    """One TSN flow sample's time by stage, flowkit against rawframes, and format 1's reads
+    against a packed (one contiguous read per snippet) layout."""
+    import h5py
+
+    data = tmp / "v1.h5"
+    extract(VIDEOS, data, ExtractSettings(algorithm="dis"), progress=False)
+    export_rawframes(data, tmp / "rawframes")
+    store = FlowStore(data)
+    rows = [Annotation(vid, 0) for vid in store.ids]
+    with h5py.File(tmp / "packed.h5", "w") as packed:
+        for vid in store.ids:
+            video = store.video(vid)
+            files = [f for i in range(video.entry.pairs) for f in video.flow_jpeg(i)]
+            packed[f"{vid}/flow"] = np.frombuffer(b"".join(files), np.uint8)
+            packed[f"{vid}/offsets"] = np.cumsum([0] + [len(f) for f in files])
+    rng = np.random.default_rng(0)
+    snippets = [(vid, int(rng.integers(0, store.entries[vid].pairs - 5))) for vid in store.ids for _ in range(60)]
+    handle = h5py.File(tmp / "packed.h5", "r")
+
+    def format1() -> None:
+        for vid, s in snippets:
+            store.video(vid).flow[s:s + 5]
+
+    def packed_reads() -> None:
+        for vid, s in snippets:
+            group = handle[vid]
+            offsets = group["offsets"][2 * s: 2 * s + 11]
+            block = group["flow"][offsets[0]:offsets[-1]]
+            [block[a - offsets[0]:b - offsets[0]] for a, b in itertools.pairwise(offsets)]
+
+    def decode_only() -> None:
+        for vid, s in snippets:
+            store.video(vid).flow_stack(np.arange(s, s + 5))
+
+    timings = {"format 1 reads (h5py vlen rows), per snippet": _best_ms(format1, len(snippets)),
+               "packed reads (one contiguous read), per snippet": _best_ms(packed_reads, len(snippets)),
+               "format 1 reads + decode into (5, H, W, 2), per snippet": _best_ms(decode_only, len(snippets))}
+    for name, dataset in (("flowkit", ShardDataset(data, rows, Flow(length=5), segments=3)),
+                          ("rawframes", RawframesDataset(tmp / "rawframes", data, rows, Flow(length=5), segments=3))):
+        timings[f"{name}: whole TSN flow sample (K=3, L=5, 224)"] = _best_ms(
+            lambda d=dataset: [d[i % len(rows)] for i in range(60)], 60)
+    handle.close()
+    store.close()
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--profile", action="store_true", help="Where one sample's time goes, in one process.")
     args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="flowkit-loader-profile-") as tmp_name:
+            timings = profile(Path(tmp_name))
+        for name, ms in timings.items():
+            print(f"| {name} | {ms:.2f} ms |")
+        if args.out:
+            args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]),
+                                            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ms": timings}, indent=1))
+        return
     results: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),

@@ -75,18 +75,14 @@ class Modality(ABC):
 
 
 def _read_frames(video: VideoRecord, indices: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W, 3) RGB (stored frames decode to BGR)."""
-    return np.stack([video.rgb_frame(int(i))[..., ::-1] for i in indices])
+    """uint8 (N, H, W, 3) RGB."""
+    return video.rgb_stack(indices)
 
 
 def _read_codes(video: VideoRecord, indices: np.ndarray, backward: bool = False,
                 warped: bool = False) -> np.ndarray:
-    """uint8 (N, H, W, 2) flow codes; consecutive indices are read as one slice."""
-    if len(indices) > 1 and np.all(np.diff(indices) == 1):
-        codes = video.flow_codes(slice(int(indices[0]), int(indices[-1]) + 1), backward, warped)
-    else:
-        codes = np.stack([video.flow_codes(int(i), backward, warped) for i in indices])
-    return np.moveaxis(codes, 1, -1)
+    """uint8 (N, H, W, 2) flow codes."""
+    return video.flow_stack(indices, backward, warped)
 
 
 def _channels_first(x: np.ndarray, clip: bool) -> np.ndarray:
@@ -187,12 +183,14 @@ class Flow(Modality):
 
     def view(self, snippet: np.ndarray, crop: Crop, video: VideoRecord) -> np.ndarray:
         if snippet.dtype == np.uint8:
-            # Codes centred on zero motion, so that a flip may negate u; then scaled to pixels.
-            region = apply_crop(snippet, crop, is_flow=True, convert=centre_codes)
-            flow = region * np.float32(quantization_step(video.bound))
+            # Codes centred on zero motion, so that a flip may negate u; laid out (one copy), then
+            # scaled to pixels in place.
+            x = _channels_first(apply_crop(snippet, crop, is_flow=True, convert=centre_codes, contiguous=False),
+                                self.clip)
+            x *= np.float32(quantization_step(video.bound))
         else:
-            flow = apply_crop(snippet, crop, is_flow=True)
-        return _channels_first(flow_values(flow, video.bound, self.values), self.clip)
+            x = _channels_first(apply_crop(snippet, crop, is_flow=True, contiguous=False), self.clip)
+        return flow_values(x, video.bound, self.values)
 
 
 # ---- the datasets ---------------------------------------------------------------------------------------

@@ -33,27 +33,31 @@ class Crop:
 
 
 def apply_crop(frames: np.ndarray, crop: Crop, is_flow: bool,
-               convert: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+               convert: Callable[[np.ndarray], np.ndarray] | None = None,
+               contiguous: bool = True) -> np.ndarray:
     """Crop, resize and (maybe) mirror every frame of (N, H, W, C); flow's u is negated on a flip.
 
     `convert` is applied to the cropped region before resizing (dtype changes are cheapest on
-    the crop); flow must then be signed, zero meaning no motion.
+    the crop; it returns a new array); flow must then be signed, zero meaning no motion.
+    `contiguous=False` may return a mirrored view, for a caller that copies it anyway (the
+    network's layout is a transposed copy): one copy fewer.
     """
     out_h, out_w = crop.size
     region = frames[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width]
+    owned = convert is not None  # a new array, which may be changed in place
     if convert is not None:
         region = convert(region)
     if (crop.height, crop.width) != (out_h, out_w):
-        interpolation = cv2.INTER_LINEAR
-        region = np.stack([cv2.resize(f, (out_w, out_h), interpolation=interpolation) for f in region])
-        if region.ndim == 3:  # cv2 drops a trailing channel axis of size 1
-            region = region[..., None]
+        resized = np.empty((len(region), out_h, out_w, region.shape[-1]), region.dtype)
+        for source, target in zip(region, resized, strict=True):  # each frame resized into its place
+            cv2.resize(source, (out_w, out_h), dst=target, interpolation=cv2.INTER_LINEAR)
+        region, owned = resized, True
     if crop.flip:
-        region = region[:, :, ::-1]
         if is_flow:
-            region = region.copy()
-            region[..., 0] *= -1
-    return np.ascontiguousarray(region)
+            region = region if owned else region.copy()
+            region[..., 0] *= -1  # negating u and mirroring commute
+        region = region[:, :, ::-1]
+    return np.ascontiguousarray(region) if contiguous else region
 
 
 class MultiScaleCrop:

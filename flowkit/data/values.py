@@ -36,22 +36,25 @@ FLOW_VALUES = ("pixels", "unit")
 
 
 def rgb_values(frames: np.ndarray, mode: str = "imagenet") -> np.ndarray:
-    """uint8 RGB (..., 3) to float32 network input."""
+    """uint8 RGB (..., 3) to float32 network input (a new array: the arithmetic runs in place on
+    it, the same operations in the same order as the formulas say)."""
     x = frames.astype(np.float32)
-    if mode == "imagenet":
-        return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    if mode in ("imagenet", "hara_kinetics", "kinetics", "x3d"):
+        mean, std = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "hara_kinetics": (HARA_KINETICS_MEAN, HARA_KINETICS_STD),
+                     "kinetics": (KINETICS_MEAN, KINETICS_STD), "x3d": (X3D_MEAN, X3D_STD)}[mode]
+        x /= 255.0  # (x / 255 - mean) / std
+        x -= mean
+        x /= std
+        return x
     if mode == "unit":
-        return x / 127.5 - 1.0
+        x /= 127.5  # x / 127.5 - 1
+        x -= 1.0
+        return x
     if mode == "caffe":
         return x[..., ::-1] - CAFFE_BGR_MEAN
-    if mode == "hara_kinetics":
-        return (x / 255.0 - HARA_KINETICS_MEAN) / HARA_KINETICS_STD
     if mode == "mmaction_c3d":
-        return x - MMACTION_C3D_MEAN
-    if mode == "kinetics":
-        return (x / 255.0 - KINETICS_MEAN) / KINETICS_STD
-    if mode == "x3d":
-        return (x / 255.0 - X3D_MEAN) / X3D_STD
+        x -= MMACTION_C3D_MEAN
+        return x
     raise FlowkitError(f"RGB values must be one of {', '.join(RGB_VALUES)}, not {mode!r}")
 
 

@@ -43,4 +43,4 @@ def quantization_step(bound: float = DEFAULT_BOUND) -> float:
 def centre_codes(codes: np.ndarray) -> np.ndarray:
     """uint8 codes as float32 steps from zero motion (so that negating one negates the motion);
     times `quantization_step(bound)` they are displacements in pixels."""
-    return codes.astype(np.float32) - np.float32(ZERO_MOTION_CODE)
+    return np.subtract(codes, np.float32(ZERO_MOTION_CODE), dtype=np.float32)  # one pass

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import cv2
 import h5py
 import numpy as np
 
@@ -141,6 +142,28 @@ class VideoRecord:
         """Pair `index` dequantized to float32 (H, W, 2) displacements in pixels."""
         return np.moveaxis(dequantize_flow(self.flow_codes(index, backward, warped), self.bound), 0, -1)
 
+    def flow_stack(self, indices: np.ndarray, backward: bool = False, warped: bool = False) -> np.ndarray:
+        """Pairs `indices` as uint8 (N, H, W, 2), u then v on the last axis: the layout samples
+        are cut from, each JPEG decoded straight into its place (no per-pair arrays stacked)."""
+        dataset = self._flow_dataset(backward, warped)
+        entry = self.entry
+        if self.flow_encoding == ENCODING_RAW and len(indices):
+            return np.ascontiguousarray(np.moveaxis(np.asarray(_rows(dataset, indices)), 1, -1))
+        out = np.empty((len(indices), entry.height, entry.width, 2), np.uint8)
+        for n, (u_file, v_file) in enumerate(_rows(dataset, indices)):
+            # cv2.merge interleaves into the row in place: 0.3 ms a snippet less than numpy's strided copy
+            cv2.merge([decode_jpeg(u_file, grayscale=True), decode_jpeg(v_file, grayscale=True)], dst=out[n])
+        return out
+
+    def rgb_stack(self, indices: np.ndarray) -> np.ndarray:
+        """Frames `indices` as uint8 (N, H, W, 3) in RGB order (stored frames decode to BGR)."""
+        if self._rgb is None:
+            raise StoreError(f"video {self.id} has no RGB frames (extracted with --no-rgb)")
+        out = np.empty((len(indices), self.entry.height, self.entry.width, 3), np.uint8)
+        for n, jpeg_file in enumerate(_rows(self._rgb, indices)):
+            out[n] = decode_jpeg(jpeg_file)[..., ::-1]
+        return out
+
     def rgb_jpeg(self, index: int) -> bytes:
         """Frame `index` as stored: the bytes of a JPEG file."""
         if self._rgb is None:
@@ -150,6 +173,15 @@ class VideoRecord:
     def rgb_frame(self, index: int) -> np.ndarray:
         """Frame `index` decoded to uint8 (H, W, 3), BGR as OpenCV gives it."""
         return decode_jpeg(self.rgb_jpeg(index))
+
+
+def _rows(dataset: h5py.Dataset, indices: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """Rows `indices` of a dataset: one read for consecutive ones (every snippet of a 2D network,
+    every clip of stride 1), else one per row."""
+    indices = np.asarray(indices)
+    if len(indices) > 1 and np.all(np.diff(indices) == 1):
+        return dataset[int(indices[0]) : int(indices[-1]) + 1]
+    return [dataset[int(i)] for i in indices]
 
 
 def _decode_pair(row: np.ndarray) -> np.ndarray:

@@ -60,3 +60,28 @@ def test_ten_crops_are_corners_centre_and_their_mirrors():
     assert len(eval_views(8, 10, 4, crops=10, flip=False)) == 5
     with pytest.raises(FlowkitError):
         eval_views(8, 10, 4, crops=3)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("size", [(10, 10), (7, 9)])
+def test_a_crop_is_the_per_frame_formula_and_a_view_when_asked(flip, size):
+    """Each frame cropped, resized by cv2 alone and mirrored (u negated): what apply_crop gives,
+    contiguous or as a view, and the input left untouched."""
+    import cv2
+
+    frames = np.random.default_rng(1).normal(size=(3, 12, 14, 2)).astype(np.float32)
+    before = frames.copy()
+    crop = Crop(1, 2, 10, 10, size, flip=flip)
+    expected = []
+    for frame in frames:
+        region = frame[1:11, 2:12]
+        if size != (10, 10):
+            region = cv2.resize(region, size[::-1], interpolation=cv2.INTER_LINEAR)
+        if flip:
+            region = region[:, ::-1] * np.array([-1, 1], np.float32)
+        expected.append(region)
+    for contiguous in (True, False):
+        out = apply_crop(frames, crop, is_flow=True, contiguous=contiguous)
+        np.testing.assert_array_equal(out, np.stack(expected))
+        assert out.flags.c_contiguous or not contiguous
+    np.testing.assert_array_equal(frames, before)

@@ -154,3 +154,24 @@ def test_verify_finds_damaged_bytes_and_missing_shards(tmp_path):
     shard.unlink()
     report = verify_store(index)
     assert len(report.problems) == 2 and "is missing" in report.problems[0]
+
+
+@pytest.mark.parametrize("flow_format", ["raw", "jpeg"])
+def test_stacks_of_pairs_and_frames_are_the_single_reads_laid_out(tmp_path, flow_format):
+    """`flow_stack` and `rgb_stack` (what the datasets read) hold exactly `flow_codes` and
+    `rgb_frame` of each index, consecutive (one read) or not, in the (N, H, W, C) layout."""
+    index = tmp_path / "out.h5"
+    with DatasetWriter(index) as dataset:
+        _stage(dataset, "v", seed=3, frames=7, flow_format=flow_format)
+        dataset.pack()
+    with FlowStore(index) as store:
+        video = store.video("v")
+        for indices in ([2, 3, 4], [5, 1, 1], [0], []):
+            codes = video.flow_stack(np.array(indices, dtype=np.int64))
+            assert codes.shape == (len(indices), H, W, 2) and codes.dtype == np.uint8
+            for n, i in enumerate(indices):
+                np.testing.assert_array_equal(np.moveaxis(codes[n], -1, 0), video.flow_codes(i))
+            frames = video.rgb_stack(np.array(indices, dtype=np.int64))
+            assert frames.shape == (len(indices), H, W, 3)
+            for n, i in enumerate(indices):
+                np.testing.assert_array_equal(frames[n], video.rgb_frame(i)[..., ::-1])  # RGB order
