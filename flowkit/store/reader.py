@@ -144,11 +144,12 @@ class VideoRecord:
 
     def flow_stack(self, indices: np.ndarray, backward: bool = False, warped: bool = False) -> np.ndarray:
         """Pairs `indices` as uint8 (N, H, W, 2), u then v on the last axis: the layout samples
-        are cut from, each JPEG decoded straight into its place (no per-pair arrays stacked)."""
+        are cut from, each JPEG decoded straight into its place (no per-pair arrays stacked);
+        raw flow as a view of what was read (not contiguous: a sample crops before it copies)."""
         dataset = self._flow_dataset(backward, warped)
         entry = self.entry
         if self.flow_encoding == ENCODING_RAW and len(indices):
-            return np.ascontiguousarray(np.moveaxis(np.asarray(_rows(dataset, indices)), 1, -1))
+            return np.moveaxis(np.asarray(_rows(dataset, indices)), 1, -1)  # a view: samples crop it first
         out = np.empty((len(indices), entry.height, entry.width, 2), np.uint8)
         for n, (u_file, v_file) in enumerate(_rows(dataset, indices)):
             # cv2.merge interleaves into the row in place: 0.3 ms a snippet less than numpy's strided copy
